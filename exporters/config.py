@@ -30,19 +30,21 @@ class CollisionConfig:
     resolution: int = 1000  # Hausdorff sampling resolution
     mcts_nodes: int = 20
     mcts_iterations: int = 50
-    mcts_depth: int = 2
+    mcts_max_depth: int = 2
     pca: bool = False
     merge: bool = True
+    decimate: bool = True  # limit vertices per hull (PhysX cooks at most 255 per convex mesh)
+    max_ch_vertex: int = 64
     decimate_faces: int = 2000  # simplify the watertight mesh to this many faces first; 0 = off
     seed: int = 0
 
     @staticmethod
     def coacd_defaults() -> "CollisionConfig":
-        """CoACD 1.0's own defaults (its README), without pre-simplification."""
+        """CoACD's own defaults (``coacd.run_coacd``'s signature, 1.0.14), without pre-simplification."""
         return CollisionConfig(
             threshold=0.05, max_convex_hull=-1, preprocess_mode="auto", preprocess_resolution=50,
-            resolution=2000, mcts_nodes=20, mcts_iterations=100, mcts_depth=3, pca=False, merge=True,
-            decimate_faces=0, seed=0,
+            resolution=2000, mcts_nodes=20, mcts_iterations=150, mcts_max_depth=3, pca=False, merge=True,
+            decimate=False, max_ch_vertex=256, decimate_faces=0, seed=0,
         )
 
     def coacd_kwargs(self) -> dict:

@@ -58,3 +58,21 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     os.chmod(final, 0o755)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def check_replaceable(out_dir: str | Path, marker: str, protect: str | Path | None = None) -> None:
+    """Refuse to replace ``out_dir`` unless it is absent, empty, or one of our outputs (it
+    holds ``marker``); never the directory ``protect`` or one containing it."""
+    out_dir = Path(out_dir).resolve()
+    if protect is not None:
+        protect = Path(protect).resolve()
+        if out_dir == protect or out_dir in protect.parents:
+            raise FileExistsError(f"{out_dir}: the output dir must not be the input dir {protect} or contain it")
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise FileExistsError(f"{out_dir}: exists and is not a directory")
+        if any(out_dir.iterdir()) and not (out_dir / marker).is_file():
+            raise FileExistsError(
+                f"{out_dir}: exists, is not empty and holds no {marker} (not an output of ours); "
+                "refusing to replace it: choose another --out"
+            )

@@ -1,0 +1,143 @@
+"""``hiscene export``: scene dir -> a folder PyBullet, MuJoCo and Isaac Sim load as-is.
+
+The export dir is built in a temp sibling and renamed into place at the end, so a failed
+export leaves nothing behind and a previous export stays intact until the new one is whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from exporters.config import ExportConfig
+from exporters.glb import write_glb
+from exporters.layout import GLB_FILE, MANIFEST, PYBULLET_LOADER, ObjectFiles, write_object_files
+from exporters.prepare import PreparedObject, prepare_scene
+from hiscene_sim.atomic import atomic_directory, atomic_write_text, check_replaceable
+from hiscene_sim.scene import SceneError, load_scene
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = "hiscene-export"
+EXPORT_VERSION = 1
+
+
+@dataclass
+class ExportResult:
+    export_dir: Path
+    objects: list[PreparedObject]
+    files: dict[str, ObjectFiles]
+    scene_files: dict[str, str]  # format -> path relative to export_dir
+    seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _object_record(obj: PreparedObject, files: ObjectFiles, config: ExportConfig) -> dict:
+    return {
+        "id": obj.id,
+        "label": obj.label,
+        "background": obj.is_background,
+        "position": list(obj.position),
+        "orientation": list(obj.orientation),
+        "scale_baked": list(obj.scale),
+        "mass": 0.0 if obj.is_background else obj.mass.mass,
+        "mass_properties": asdict(obj.mass),
+        "static_friction": config.static_friction,
+        "dynamic_friction": config.dynamic_friction,
+        "restitution": config.restitution,
+        "watertight": {"method": obj.repair_method, "faces": len(obj.visual.faces), "volume": obj.solid.volume},
+        "collision": {"hulls": len(obj.hulls), "from_cache": obj.hulls_from_cache},
+        "files": asdict(files),
+        "seconds": {k: round(v, 4) for k, v in obj.seconds.items()},
+        "warnings": obj.warnings,
+    }
+
+
+def _writers(
+    prepared: list[PreparedObject], files: dict[str, ObjectFiles], out: Path, config: ExportConfig
+) -> dict[str, Callable[[], Path]]:
+    """format -> a function writing it into ``out`` and returning the scene-level file.
+    Writers are imported only when their format is asked for."""
+    writers: dict[str, Callable[[], Path]] = {}
+    if "urdf" in config.formats:
+        from exporters import pybullet_loader
+        from exporters.urdf import write_urdfs
+
+        def urdf() -> Path:
+            write_urdfs(prepared, files, out, config)
+            atomic_write_text(out / PYBULLET_LOADER, Path(pybullet_loader.__file__).read_text(encoding="utf-8"))
+            return out / PYBULLET_LOADER
+
+        writers["urdf"] = urdf
+    if "usd" in config.formats:
+        from exporters.usd import write_usd
+
+        writers["usd"] = lambda: write_usd(prepared, files, out, config)
+    if "mjcf" in config.formats:
+        from exporters.mjcf import write_mjcf
+
+        writers["mjcf"] = lambda: write_mjcf(prepared, files, out, config)
+    if "glb" in config.formats:
+        writers["glb"] = lambda: write_glb(prepared, out / GLB_FILE)
+    return writers
+
+
+def export_scene(
+    scene_dir: str | Path,
+    out_dir: str | Path,
+    config: ExportConfig | None = None,
+    on_object: Callable[[PreparedObject], None] | None = None,
+) -> ExportResult:
+    """Export every object of the scene dir into ``out_dir`` in ``config.formats``."""
+    config = config or ExportConfig()
+    scene_dir, out_dir = Path(scene_dir), Path(out_dir)
+    t_start = time.perf_counter()
+    scene = load_scene(scene_dir)
+    if not scene.all_objects():
+        raise SceneError(f"{scene_dir / 'scene.json'}: the scene has no objects to export")
+    try:
+        check_replaceable(out_dir, MANIFEST, protect=scene_dir)
+    except FileExistsError as exc:
+        raise SceneError(str(exc)) from None
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    prepared = prepare_scene(scene_dir, scene, config, on_done=on_object)
+    seconds["prepare"] = time.perf_counter() - t0
+    warnings = [w for o in prepared for w in o.warnings]
+    for w in warnings:
+        log.warning(w)
+
+    scene_files: dict[str, str] = {}
+    with atomic_directory(out_dir) as tmp:
+        t0 = time.perf_counter()
+        files = {o.id: write_object_files(o, tmp) for o in prepared}
+        seconds["meshes"] = time.perf_counter() - t0
+        writers = _writers(prepared, files, tmp, config)
+        for fmt, write in writers.items():
+            t0 = time.perf_counter()
+            scene_files[fmt] = write().relative_to(tmp).as_posix()
+            seconds[fmt] = time.perf_counter() - t0
+            log.info("wrote %s in %.2f s", scene_files[fmt], seconds[fmt])
+        seconds["total"] = time.perf_counter() - t_start
+        manifest = {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "scene": scene.name,
+            "source": str(scene_dir.resolve()),
+            "units": "meters",
+            "up_axis": "Z",
+            "orientation_convention": "wxyz",
+            "formats": list(config.formats),
+            "files": scene_files,
+            "objects": [_object_record(o, files[o.id], config) for o in prepared],
+            "collision_config": asdict(config.collision),
+            "seconds": {k: round(v, 4) for k, v in seconds.items()},
+            "warnings": warnings,
+        }
+        atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return ExportResult(out_dir, prepared, files, scene_files, seconds, warnings)

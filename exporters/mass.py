@@ -1,0 +1,61 @@
+"""Mass, centre of mass and inertia from the watertight volume and a density by label."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import trimesh
+
+from exporters.materials import density_for_label
+
+MIN_MASS = 1e-3  # kg; lighter bodies make simulators unstable
+
+
+@dataclass(frozen=True)
+class MassProperties:
+    mass: float  # kg
+    center_of_mass: tuple[float, float, float]  # m, in the object's (unscaled, rigid) local frame
+    inertia: tuple[tuple[float, float, float], ...]  # 3x3 kg m^2 about the centre of mass, local axes
+    volume: float  # m^3 of the watertight mesh
+    density: float  # kg/m^3 actually used (after any clamping to MIN_MASS)
+    density_source: str  # the density-table key (or "override", "default")
+
+    def principal_axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(moments (3,), rotation (3,3) with the principal axes as columns, det +1)."""
+        moments, axes = np.linalg.eigh(np.asarray(self.inertia))
+        if np.linalg.det(axes) < 0:
+            axes[:, 2] *= -1
+        return np.maximum(moments, 1e-12), axes
+
+
+def compute_mass_properties(
+    solid: trimesh.Trimesh, label: str, overrides: dict[str, float] | None = None, default: float | None = None
+) -> tuple[MassProperties, list[str]]:
+    """Mass properties of the closed mesh ``solid`` (metres) filled at the label's density."""
+    warnings: list[str] = []
+    density, source = density_for_label(label, overrides, default)
+    volume = float(solid.volume)
+    if not np.isfinite(volume) or volume <= 0:
+        raise ValueError(f"{label!r}: watertight mesh has no positive volume ({volume})")
+    if density * volume < MIN_MASS:
+        warnings.append(
+            f"{label!r}: mass {density * volume:.2e} kg from density {density} x volume {volume:.2e} m^3 "
+            f"is below {MIN_MASS} kg; density raised so the mass is {MIN_MASS} kg"
+        )
+        density = MIN_MASS / volume
+    mesh = solid.copy()
+    mesh.density = density
+    inertia = np.asarray(mesh.moment_inertia, dtype=np.float64)
+    inertia = 0.5 * (inertia + inertia.T)
+    return (
+        MassProperties(
+            mass=float(mesh.mass),
+            center_of_mass=tuple(float(v) for v in mesh.center_mass),
+            inertia=tuple(tuple(float(v) for v in row) for row in inertia),
+            volume=volume,
+            density=float(density),
+            density_source=source,
+        ),
+        warnings,
+    )

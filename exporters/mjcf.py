@@ -1,0 +1,258 @@
+"""MJCF writer: the whole scene as one MuJoCo model, ``scene.xml`` in the export dir.
+
+Layout of the model (MuJoCo 3.x / 4.x):
+
+- ``<compiler meshdir="." texturedir=".">``: mesh and texture paths are relative to the
+  export dir (where ``scene.xml`` lives); ``inertiafromgeom="false"`` because every moving
+  body carries an explicit ``<inertial>``, so no geom contributes mass;
+- every mesh asset has ``inertia="shell"`` (through the mesh default): MuJoCo computes each
+  mesh's inertia to place it even when nothing uses that inertia, and a tiny or thin hull
+  makes the default volume mode fail with "mesh volume is too small";
+- foreground object -> ``<body name="<id>">`` at its pose with ``<freejoint name="<id>_joint">``,
+  ``<inertial>`` at the centre of mass with the principal moments (``diaginertia``) and the
+  principal axes as ``quat``; one collision geom (class ``collision``, group 3) per convex
+  hull and the visual mesh as a non-colliding, massless geom (class ``visual``, group 2)
+  with a per-object material (the texture, or the mesh's mean colour);
+- background object -> the same body without joint and inertial: it is welded to the world
+  (a static collider; the floor comes from the background objects, there is no ground plane);
+- the label of object ``<id>`` is ``<custom><text name="label:<id>" data="...">``, read it
+  back with ``mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXT, "label:<id>")`` and
+  ``model.text_data`` (see :func:`read_label`). MuJoCo keeps any UTF-8 text there; only the
+  characters XML 1.0 cannot hold at all (C0 controls other than tab / newline / carriage
+  return, U+FFFE/U+FFFF, lone surrogates) are replaced by U+FFFD.
+
+Contact: MuJoCo has one friction coefficient per geom ("sliding torsional rolling"); the
+sliding one is ``config.dynamic_friction``. Restitution has no direct MuJoCo counterpart; it
+is approximated through the damping ratio of ``solref`` (a damped spring whose coefficient
+of restitution is ``config.restitution``; 0 gives a critically damped, non-bouncing contact).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from exporters.config import ExportConfig
+from exporters.layout import MJCF_FILE, ObjectFiles
+from exporters.mesh_io import mean_color
+from exporters.prepare import PreparedObject
+from hiscene_sim.atomic import atomic_write_bytes
+
+TIMESTEP = 0.002  # s
+CONTACT_TIMECONST = 0.01  # s; solref time constant, >= 2 x timestep as MuJoCo advises
+SOLIMP = (0.95, 0.99, 0.001, 0.5, 2.0)  # stiff contacts: objects are centimetres in size
+TORSIONAL_FRICTION = 0.005
+ROLLING_FRICTION = 0.0001
+COLLISION_RGBA = (0.5, 0.6, 0.8, 0.4)
+MIN_HULL_THICKNESS = 1e-6  # m; flatter hulls are dropped (when the object has others)
+LABEL_PREFIX = "label:"
+
+# Characters XML 1.0 cannot carry, not even as character references.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _num(v: float) -> str:
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"non-finite number {v} cannot go into MJCF")
+    return repr(v + 0.0)  # shortest round-trip form; + 0.0 turns -0.0 into 0.0
+
+
+def _vec(values) -> str:
+    return " ".join(_num(v) for v in values)
+
+
+def xml_safe_text(text: str) -> str:
+    """``text`` with the characters XML 1.0 cannot represent replaced by U+FFFD."""
+    return _XML_ILLEGAL.sub("\ufffd", text)
+
+
+def label_text_name(object_id: str) -> str:
+    return f"{LABEL_PREFIX}{object_id}"
+
+
+def read_label(model, object_id: str) -> str | None:
+    """The label stored for ``object_id`` in a compiled ``mujoco.MjModel`` (None if absent)."""
+    import mujoco
+
+    i = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXT, label_text_name(object_id))
+    if i < 0:
+        return None
+    adr, size = int(model.text_adr[i]), int(model.text_size[i])
+    data = model.text_data
+    raw = data[adr : adr + size] if isinstance(data, (bytes, bytearray)) else bytes(data[adr : adr + size])
+    return raw.rstrip(b"\x00").decode("utf-8")
+
+
+def restitution_dampratio(restitution: float) -> float:
+    """Damping ratio of a linear spring-damper whose bounce has coefficient ``restitution``:
+    e = exp(-zeta pi / sqrt(1 - zeta^2)). 0 (or less) gives 1 (critical damping)."""
+    e = min(float(restitution), 0.99)
+    if e <= 0.0:
+        return 1.0
+    log_e = math.log(e)
+    return -log_e / math.sqrt(math.pi**2 + log_e**2)
+
+
+def _quat_from_matrix(rotation: np.ndarray) -> np.ndarray:
+    """Unit quaternion [w, x, y, z] (w >= 0) of a 3x3 rotation matrix."""
+    m = np.eye(4)
+    m[:3, :3] = rotation
+    q = np.asarray(trimesh.transformations.quaternion_from_matrix(m), dtype=np.float64)
+    q /= np.linalg.norm(q)
+    return -q if q[0] < 0 else q
+
+
+def _unit_quat(q) -> np.ndarray:
+    q = np.asarray(q, dtype=np.float64)
+    n = np.linalg.norm(q)
+    if not np.isfinite(n) or n < 1e-12:
+        raise ValueError(f"orientation {list(q)} is not a usable quaternion")
+    return q / n
+
+
+def inertial_attributes(obj: PreparedObject) -> dict[str, str]:
+    """``<inertial>`` attributes: centre of mass, principal axes as a quat, principal moments.
+
+    The moments are kept to the triangle inequality (A + B >= C) MuJoCo enforces; a mesh
+    that is flat to rounding error could otherwise break it by a few ulps."""
+    moments, axes = obj.mass.principal_axes()
+    moments = np.array(moments, dtype=np.float64)
+    order = np.argsort(moments)
+    a, b, c = moments[order]
+    if a + b < c:
+        moments[order[2]] = a + b
+    return {
+        "pos": _vec(obj.mass.center_of_mass),
+        "quat": _vec(_quat_from_matrix(axes)),
+        "mass": _num(obj.mass.mass),
+        "diaginertia": _vec(moments),
+    }
+
+
+def _usable_hulls(obj: PreparedObject, hull_files: list[str]) -> list[int]:
+    """Indices of the hull files to use: hulls flatter than MIN_HULL_THICKNESS (or with fewer
+    than 4 vertices) are dropped unless every hull of the object is like that."""
+    if len(obj.hulls) != len(hull_files):
+        return list(range(len(hull_files)))  # cannot judge; the files are what they are
+    keep = []
+    for i, hull in enumerate(obj.hulls):
+        if len(hull.vertices) < 4:
+            continue
+        area = float(hull.area)
+        thickness = 2.0 * abs(float(hull.volume)) / area if area > 0 else 0.0
+        if thickness >= MIN_HULL_THICKNESS:
+            keep.append(i)
+    return keep or list(range(len(hull_files)))
+
+
+def _world_bounds(objects: list[PreparedObject]) -> tuple[np.ndarray, np.ndarray] | None:
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    for obj in objects:
+        w, x, y, z = _unit_quat(obj.orientation)
+        rot = trimesh.transformations.quaternion_matrix([w, x, y, z])[:3, :3]
+        pts = np.asarray(obj.visual.bounds, dtype=np.float64)  # local AABB corners
+        corners = np.array([[pts[i, 0], pts[j, 1], pts[k, 2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+        world = corners @ rot.T + np.asarray(obj.position, dtype=np.float64)
+        lo, hi = np.minimum(lo, world.min(axis=0)), np.maximum(hi, world.max(axis=0))
+    if not np.all(np.isfinite(lo)) or not np.all(np.isfinite(hi)):
+        return None
+    return lo, hi
+
+
+def mjcf_tree(
+    objects: list[PreparedObject], files: dict[str, ObjectFiles], config: ExportConfig, model_name: str = "hiscene"
+) -> ET.Element:
+    """The ``<mujoco>`` element of the scene; paths in ``files`` are relative to the export dir."""
+    root = ET.Element("mujoco", model=model_name)
+    ET.SubElement(
+        root, "compiler",
+        angle="radian", meshdir=".", texturedir=".", autolimits="true", inertiafromgeom="false",
+    )
+    ET.SubElement(
+        root, "option",
+        gravity="0 0 -9.81", timestep=_num(TIMESTEP), integrator="implicitfast", cone="elliptic", impratio="10",
+    )
+
+    bounds = _world_bounds(objects)
+    if bounds is not None:
+        lo, hi = bounds
+        extent = max(float(np.linalg.norm(hi - lo)) / 2.0, 0.05)
+        ET.SubElement(root, "statistic", center=_vec((lo + hi) / 2.0), extent=_num(extent))
+
+    default = ET.SubElement(root, "default")
+    ET.SubElement(default, "mesh", inertia="shell")
+    ET.SubElement(
+        default, "geom",
+        friction=_vec((config.dynamic_friction, TORSIONAL_FRICTION, ROLLING_FRICTION)),
+        solref=_vec((CONTACT_TIMECONST, restitution_dampratio(config.restitution))),
+        solimp=_vec(SOLIMP),
+    )
+    visual_class = ET.SubElement(default, "default", {"class": "visual"})
+    ET.SubElement(visual_class, "geom", type="mesh", group="2", contype="0", conaffinity="0", mass="0", density="0")
+    collision_class = ET.SubElement(default, "default", {"class": "collision"})
+    ET.SubElement(
+        collision_class, "geom",
+        type="mesh", group="3", contype="1", conaffinity="1", condim="4", rgba=_vec(COLLISION_RGBA),
+    )
+
+    asset = ET.SubElement(root, "asset")
+    custom = ET.SubElement(root, "custom")
+    world = ET.SubElement(root, "worldbody")
+    ET.SubElement(world, "light", name="sun", pos="0 0 4", dir="0 0 -1", directional="true", diffuse="0.7 0.7 0.7")
+
+    for obj in objects:
+        if obj.id not in files:
+            raise ValueError(f"{obj.describe()}: no mesh files were written for it")
+        f = files[obj.id]
+        hull_indices = _usable_hulls(obj, f.hulls)
+        if not hull_indices:
+            raise ValueError(f"{obj.describe()}: has no collision hulls; MJCF needs at least one")
+
+        visual_mesh = f"{obj.id}_visual"
+        ET.SubElement(asset, "mesh", name=visual_mesh, file=f.visual_obj)
+        material = f"{obj.id}_material"
+        if f.texture is not None:
+            texture = f"{obj.id}_texture"
+            ET.SubElement(asset, "texture", name=texture, type="2d", file=f.texture)
+            ET.SubElement(asset, "material", name=material, texture=texture, rgba="1 1 1 1")
+        else:
+            ET.SubElement(asset, "material", name=material, rgba=_vec(mean_color(obj.visual)))
+        for i in hull_indices:
+            ET.SubElement(asset, "mesh", name=f"{obj.id}_hull_{i:03d}", file=f.hulls[i])
+
+        ET.SubElement(custom, "text", name=label_text_name(obj.id), data=xml_safe_text(obj.label))
+
+        body = ET.SubElement(
+            world, "body", name=obj.id, pos=_vec(obj.position), quat=_vec(_unit_quat(obj.orientation))
+        )
+        if not obj.is_background:
+            ET.SubElement(body, "freejoint", name=f"{obj.id}_joint")
+            ET.SubElement(body, "inertial", inertial_attributes(obj))
+        ET.SubElement(body, "geom", {"name": visual_mesh, "class": "visual", "mesh": visual_mesh, "material": material})
+        for i in hull_indices:
+            name = f"{obj.id}_hull_{i:03d}"
+            ET.SubElement(body, "geom", {"name": name, "class": "collision", "mesh": name})
+
+    if len(custom) == 0:
+        root.remove(custom)
+    ET.indent(root)
+    return root
+
+
+def write_mjcf(
+    objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig
+) -> Path:
+    """Write ``export_dir/scene.xml`` for ``objects`` (their mesh files, named in ``files``,
+    must already be in ``export_dir``). Returns the path written."""
+    export_dir = Path(export_dir)
+    root = mjcf_tree(objects, files, config)
+    data = b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
+    path = export_dir / MJCF_FILE
+    atomic_write_bytes(path, data)
+    return path

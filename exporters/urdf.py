@@ -1,0 +1,84 @@
+"""URDF writer: one standalone URDF per object, the PyBullet / Isaac URDF importer conventions.
+
+- one link named after the object id; its frame is the object frame (pose in export.json);
+- ``<inertial>`` at the centre of mass, rotated to the principal axes with a diagonal
+  tensor (PyBullet reads only ixx/iyy/izz, so an off-diagonal tensor would be silently lost);
+- one ``<visual>`` (the watertight OBJ, texture through its MTL, plus a flat colour);
+- one ``<collision>`` per convex hull (PyBullet takes each OBJ's convex hull, which is exact
+  here);
+- PyBullet's ``<contact>`` extension for friction and restitution;
+- background objects get mass 0, which PyBullet treats as static (load with useFixedBase).
+Load with ``flags=pybullet.URDF_USE_INERTIA_FROM_FILE`` or PyBullet recomputes the inertia
+from the collision shapes.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from scipy.spatial.transform import Rotation
+
+from exporters.config import ExportConfig
+from exporters.layout import ObjectFiles
+from exporters.mesh_io import mean_color
+from exporters.prepare import PreparedObject
+from hiscene_sim.atomic import atomic_write_bytes
+
+
+def _fmt(values) -> str:
+    return " ".join(f"{float(v):.9g}" for v in values)
+
+
+def urdf_tree(obj: PreparedObject, files: ObjectFiles, urdf_dir: str, config: ExportConfig) -> ET.ElementTree:
+    """The URDF of one object; mesh paths are relative to ``urdf_dir`` (relative to the export dir)."""
+
+    def rel(path: str) -> str:
+        return Path(os.path.relpath(path, urdf_dir)).as_posix()
+
+    robot = ET.Element("robot", name=obj.id)
+    link = ET.SubElement(robot, "link", name=obj.id)
+
+    contact = ET.SubElement(link, "contact")
+    ET.SubElement(contact, "lateral_friction", value=f"{config.dynamic_friction:g}")
+    ET.SubElement(contact, "rolling_friction", value="0.0001")
+    ET.SubElement(contact, "spinning_friction", value="0.0001")
+    ET.SubElement(contact, "restitution", value=f"{config.restitution:g}")
+
+    inertial = ET.SubElement(link, "inertial")
+    moments, axes = obj.mass.principal_axes()
+    rpy = Rotation.from_matrix(axes).as_euler("xyz")  # URDF rpy = fixed-axis roll, pitch, yaw
+    ET.SubElement(inertial, "origin", xyz=_fmt(obj.mass.center_of_mass), rpy=_fmt(rpy))
+    mass = 0.0 if obj.is_background else obj.mass.mass
+    ET.SubElement(inertial, "mass", value=f"{mass:.9g}")
+    ET.SubElement(
+        inertial, "inertia",
+        ixx=f"{moments[0]:.9g}", ixy="0", ixz="0", iyy=f"{moments[1]:.9g}", iyz="0", izz=f"{moments[2]:.9g}",
+    )
+
+    visual = ET.SubElement(link, "visual", name="visual")
+    ET.SubElement(visual, "origin", xyz="0 0 0", rpy="0 0 0")
+    ET.SubElement(ET.SubElement(visual, "geometry"), "mesh", filename=rel(files.visual_obj))
+    material = ET.SubElement(visual, "material", name=f"{obj.id}_material")
+    rgba = (1.0, 1.0, 1.0, 1.0) if files.texture else mean_color(obj.visual)
+    ET.SubElement(material, "color", rgba=_fmt(rgba))
+
+    for i, hull in enumerate(files.hulls):
+        collision = ET.SubElement(link, "collision", name=f"hull_{i:03d}")
+        ET.SubElement(collision, "origin", xyz="0 0 0", rpy="0 0 0")
+        ET.SubElement(ET.SubElement(collision, "geometry"), "mesh", filename=rel(hull))
+    ET.indent(robot)
+    return ET.ElementTree(robot)
+
+
+def write_urdfs(objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig) -> None:
+    """Write ``objects/<id>/<id>.urdf`` for every object and record it in ``files``."""
+    for obj in objects:
+        f = files[obj.id]
+        rel_path = f"{f.folder}/{obj.id}.urdf"
+        tree = urdf_tree(obj, f, f.folder, config)
+        data = b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(tree.getroot(), encoding="utf-8") + b"\n"
+        atomic_write_bytes(export_dir / rel_path, data)
+        f.urdf = rel_path
+

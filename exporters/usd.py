@@ -1,0 +1,248 @@
+"""One USD stage (``scene.usda``) of the whole scene, for Isaac Sim / Isaac Lab.
+
+Layout (metres, Z up, kilograms)::
+
+    /World                              Xform, defaultPrim
+      PhysicsScene                      UsdPhysics.Scene, gravity (0, 0, -9.81)
+      Objects/<id>                      Xform (translate, orient), RigidBodyAPI, MassAPI, labels
+        visual                          Mesh: welded (closed) surface, st / displayColor
+        collision/hull_000 ...          Mesh, CollisionAPI, convexHull, purpose guide
+        Looks/material                  UsdPreviewSurface (texture, vertex colours or constant)
+        Looks/physics_material          UsdPhysics.MaterialAPI (friction, restitution)
+      Background/<id>                   the same without RigidBodyAPI / MassAPI: static colliders
+
+Geometry is inline; textures are referenced relative to the stage file. Materials live
+under their object so an object prim can be referenced on its own into another stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade, Vt
+
+from exporters.config import ExportConfig
+from exporters.layout import USD_FILE, ObjectFiles
+from exporters.mesh_io import mean_color
+from exporters.prepare import PreparedObject
+
+SEMANTIC_TAXONOMY = "class"
+OLD_SEMANTICS_NAME = "Semantics"  # Isaac Sim < 5.0: SemanticsAPI:Semantics
+
+
+def srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    """sRGB-encoded [0, 1] -> linear. Mesh colours are sRGB; displayColor and
+    UsdPreviewSurface colour inputs are linear."""
+    c = np.asarray(c, dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def quat_from_matrix(r: np.ndarray) -> tuple[float, float, float, float]:
+    """[w, x, y, z] (w >= 0) of a proper rotation matrix (column-vector convention)."""
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(np.asarray(r, dtype=np.float64)).as_quat()
+    q = np.array([w, x, y, z])
+    return tuple(float(v) for v in (-q if q[0] < 0 else q))
+
+
+class WeldedSurface:
+    """The visual mesh with vertices merged by position, so the USD mesh itself is closed.
+
+    Textured meshes keep vertices split along UV seams (one UV per vertex); here the
+    positions are welded and UVs / colours become per-corner (faceVarying) indexed primvars.
+    ``corners`` indexes the visual mesh's vertices for each kept face corner.
+    """
+
+    def __init__(self, visual: trimesh.Trimesh, solid: trimesh.Trimesh) -> None:
+        digits = trimesh.util.decimal_to_digits(trimesh.tol.merge)
+        unique, inverse = trimesh.grouping.unique_rows(np.asarray(visual.vertices), digits=digits)
+        welded = trimesh.Trimesh(np.asarray(visual.vertices)[unique], inverse[visual.faces], process=False)
+        # drop what weld() drops from the solid: degenerate and duplicate faces
+        keep = np.flatnonzero(welded.nondegenerate_faces())
+        _, first = np.unique(np.sort(welded.faces[keep], axis=1), axis=0, return_index=True)
+        keep = np.sort(keep[first])
+        welded = trimesh.Trimesh(welded.vertices, welded.faces[keep], process=False)
+        used = np.unique(welded.faces)
+        remap = np.full(len(welded.vertices), -1, dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        self.points = np.asarray(welded.vertices)[used]
+        self.faces = remap[welded.faces]
+        self.corners = np.asarray(visual.faces)[keep]  # (F, 3) visual vertex per corner
+        self.face_index = keep  # visual face per kept face
+        check = trimesh.Trimesh(self.points, self.faces, process=False)
+        self.from_visual = bool(check.is_watertight)
+        if not self.from_visual:
+            # welding the visual did not close it (should not happen for a repaired mesh):
+            # use the solid's closed topology and lose per-corner appearance
+            self.points = np.asarray(solid.vertices)
+            self.faces = np.asarray(solid.faces)
+            self.corners = self.face_index = None
+
+
+def _set_mesh(mesh: UsdGeom.Mesh, points: np.ndarray, faces: np.ndarray) -> None:
+    points = np.asarray(points, dtype=np.float32)
+    mesh.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(points))
+    mesh.CreateFaceVertexCountsAttr(Vt.IntArray.FromNumpy(np.full(len(faces), 3, dtype=np.int32)))
+    mesh.CreateFaceVertexIndicesAttr(Vt.IntArray.FromNumpy(np.asarray(faces, dtype=np.int32).ravel()))
+    mesh.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)
+    mesh.CreateExtentAttr(Vt.Vec3fArray.FromNumpy(np.stack([points.min(axis=0), points.max(axis=0)])))
+
+
+def _shader(material: UsdShade.Material, name: str, shader_id: str) -> UsdShade.Shader:
+    shader = UsdShade.Shader.Define(material.GetPrim().GetStage(), material.GetPath().AppendChild(name))
+    shader.CreateIdAttr(shader_id)
+    return shader
+
+
+def _write_visual(
+    stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, texture: str | None
+) -> None:
+    """Visual mesh, its appearance primvars and its UsdPreviewSurface material."""
+    visual = obj.visual
+    surface = WeldedSurface(visual, obj.solid)
+    mesh = UsdGeom.Mesh.Define(stage, root.AppendChild("visual"))
+    _set_mesh(mesh, surface.points, surface.faces)
+    primvars = UsdGeom.PrimvarsAPI(mesh)
+    kind = getattr(visual.visual, "kind", None)
+    uv = getattr(visual.visual, "uv", None) if kind == "texture" else None
+    textured = texture is not None and uv is not None and surface.from_visual
+    vertex_colored = surface.from_visual and kind in ("vertex", "face")
+    base = Gf.Vec3f(*(float(c) for c in srgb_to_linear(mean_color(visual)[:3])))
+
+    if textured:
+        st = primvars.CreatePrimvar("st", Sdf.ValueTypeNames.TexCoord2fArray, UsdGeom.Tokens.faceVarying)
+        st.Set(Vt.Vec2fArray.FromNumpy(np.asarray(uv, dtype=np.float32)))
+        st.SetIndices(Vt.IntArray.FromNumpy(surface.corners.ravel().astype(np.int32)))
+    if vertex_colored:
+        color = primvars.CreatePrimvar("displayColor", Sdf.ValueTypeNames.Color3fArray)
+        if kind == "face":
+            rgb = np.asarray(visual.visual.face_colors, dtype=np.float64)[surface.face_index, :3] / 255.0
+            color.SetInterpolation(UsdGeom.Tokens.uniform)
+            color.Set(Vt.Vec3fArray.FromNumpy(srgb_to_linear(rgb).astype(np.float32)))
+        else:
+            rgb = srgb_to_linear(np.asarray(visual.visual.vertex_colors, dtype=np.float64)[:, :3] / 255.0)
+            corner_rgb = rgb[surface.corners.ravel()].astype(np.float32)
+            per_point = np.zeros((len(surface.points), 3), dtype=np.float32)
+            per_point[surface.faces.ravel()] = corner_rgb
+            if np.allclose(per_point[surface.faces.ravel()], corner_rgb, atol=1e-6):
+                color.SetInterpolation(UsdGeom.Tokens.vertex)
+                color.Set(Vt.Vec3fArray.FromNumpy(per_point))
+            else:  # welded vertices with different colours: keep them per corner
+                color.SetInterpolation(UsdGeom.Tokens.faceVarying)
+                color.Set(Vt.Vec3fArray.FromNumpy(rgb.astype(np.float32)))
+                color.SetIndices(Vt.IntArray.FromNumpy(surface.corners.ravel().astype(np.int32)))
+    else:  # viewers without material support still get the object's average colour
+        mesh.CreateDisplayColorAttr(Vt.Vec3fArray([base]))
+
+    material = UsdShade.Material.Define(stage, root.AppendPath("Looks/material"))
+    pbr = _shader(material, "PreviewSurface", "UsdPreviewSurface")
+    pbr.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(0.6)
+    pbr.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(0.0)
+    diffuse = pbr.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f)
+    material.CreateSurfaceOutput().ConnectToSource(pbr.ConnectableAPI(), "surface")
+    if textured:
+        reader = _shader(material, "st_reader", "UsdPrimvarReader_float2")
+        reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("st")
+        tex = _shader(material, "diffuse_texture", "UsdUVTexture")
+        # relative to the stage file, which sits at the export dir's root
+        tex.CreateInput("file", Sdf.ValueTypeNames.Asset).Set(Sdf.AssetPath(f"./{texture}"))
+        tex.CreateInput("sourceColorSpace", Sdf.ValueTypeNames.Token).Set("sRGB")
+        tex.CreateInput("wrapS", Sdf.ValueTypeNames.Token).Set("repeat")
+        tex.CreateInput("wrapT", Sdf.ValueTypeNames.Token).Set("repeat")
+        tex.CreateInput("st", Sdf.ValueTypeNames.Float2).ConnectToSource(
+            reader.ConnectableAPI().CreateOutput("result", Sdf.ValueTypeNames.Float2)
+        )
+        diffuse.ConnectToSource(tex.ConnectableAPI().CreateOutput("rgb", Sdf.ValueTypeNames.Float3))
+    elif vertex_colored:
+        reader = _shader(material, "color_reader", "UsdPrimvarReader_float3")
+        reader.CreateInput("varname", Sdf.ValueTypeNames.String).Set("displayColor")
+        diffuse.ConnectToSource(reader.ConnectableAPI().CreateOutput("result", Sdf.ValueTypeNames.Float3))
+    else:
+        diffuse.Set(base)
+    UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)
+
+
+def _write_collision(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, config: ExportConfig) -> None:
+    """One convex-hull collider per hull, bound to the object's physics material."""
+    material = UsdShade.Material.Define(stage, root.AppendPath("Looks/physics_material"))
+    physics = UsdPhysics.MaterialAPI.Apply(material.GetPrim())
+    physics.CreateStaticFrictionAttr(float(config.static_friction))
+    physics.CreateDynamicFrictionAttr(float(config.dynamic_friction))
+    physics.CreateRestitutionAttr(float(config.restitution))
+    group = UsdGeom.Xform.Define(stage, root.AppendChild("collision"))
+    for i, hull in enumerate(obj.hulls):
+        mesh = UsdGeom.Mesh.Define(stage, group.GetPath().AppendChild(f"hull_{i:03d}"))
+        _set_mesh(mesh, hull.vertices, hull.faces)
+        mesh.CreatePurposeAttr(UsdGeom.Tokens.guide)  # colliders are not rendered
+        UsdPhysics.CollisionAPI.Apply(mesh.GetPrim())
+        UsdPhysics.MeshCollisionAPI.Apply(mesh.GetPrim()).CreateApproximationAttr(UsdPhysics.Tokens.convexHull)
+        UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(
+            material, UsdShade.Tokens.weakerThanDescendants, "physics"  # UsdShade has no token for this purpose name
+        )
+
+
+def _write_mass(prim: Usd.Prim, obj: PreparedObject) -> None:
+    """Rigid body with explicit mass, centre of mass and principal inertia."""
+    UsdPhysics.RigidBodyAPI.Apply(prim)
+    mass = UsdPhysics.MassAPI.Apply(prim)
+    props = obj.mass
+    moments, axes = props.principal_axes()
+    w, x, y, z = quat_from_matrix(axes)  # principal frame -> body frame: I = R diag(m) R^T
+    mass.CreateMassAttr(float(props.mass))
+    mass.CreateCenterOfMassAttr(Gf.Vec3f(*props.center_of_mass))
+    mass.CreateDiagonalInertiaAttr(Gf.Vec3f(*(float(m) for m in moments)))
+    mass.CreatePrincipalAxesAttr(Gf.Quatf(w, x, y, z))
+
+
+def _write_labels(prim: Usd.Prim, obj: PreparedObject) -> None:
+    """Semantic label in both schemas Isaac Sim reads, plus provenance attributes."""
+    labels = UsdSemantics.LabelsAPI.Apply(prim, SEMANTIC_TAXONOMY)
+    labels.CreateLabelsAttr().Set(Vt.TokenArray([obj.label]))
+    # the older Isaac Semantics schema is not registered in usd-core: author it by name
+    prim.AddAppliedSchema(f"SemanticsAPI:{OLD_SEMANTICS_NAME}")
+    prefix = f"semantic:{OLD_SEMANTICS_NAME}:params"
+    prim.CreateAttribute(f"{prefix}:semanticType", Sdf.ValueTypeNames.String).Set(SEMANTIC_TAXONOMY)
+    prim.CreateAttribute(f"{prefix}:semanticData", Sdf.ValueTypeNames.String).Set(obj.label)
+    prim.CreateAttribute("hiscene:label", Sdf.ValueTypeNames.String).Set(obj.label)
+    prim.CreateAttribute("hiscene:id", Sdf.ValueTypeNames.String).Set(obj.id)
+
+
+def write_usd(
+    objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig
+) -> Path:
+    """Write ``export_dir/scene.usda``: every object with visual mesh, material, convex-hull
+    colliders, mass properties (foreground only) and semantic labels. Returns its path."""
+    stage = Usd.Stage.CreateInMemory()
+    UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
+    UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    UsdPhysics.SetStageKilogramsPerUnit(stage, 1.0)
+    world = UsdGeom.Xform.Define(stage, "/World")
+    stage.SetDefaultPrim(world.GetPrim())
+    scene = UsdPhysics.Scene.Define(stage, "/World/PhysicsScene")
+    scene.CreateGravityDirectionAttr(Gf.Vec3f(0.0, 0.0, -1.0))
+    scene.CreateGravityMagnitudeAttr(9.81)
+
+    for obj in objects:
+        parent = "/World/Background" if obj.is_background else "/World/Objects"
+        UsdGeom.Xform.Define(stage, parent)
+        xform = UsdGeom.Xform.Define(stage, f"{parent}/{obj.id}")
+        q = np.asarray(obj.orientation, dtype=np.float64)
+        q /= np.linalg.norm(q)
+        xform.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Vec3d(*obj.position))
+        xform.AddOrientOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Quatd(*(float(v) for v in q)))
+        prim = xform.GetPrim()
+        root = prim.GetPath()
+        _write_labels(prim, obj)
+        if not obj.is_background:  # background: colliders without a body are static
+            _write_mass(prim, obj)
+        entry = files.get(obj.id)
+        _write_visual(stage, obj, root, entry.texture if entry else None)
+        _write_collision(stage, obj, root, config)
+
+    path = Path(export_dir) / USD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage.GetRootLayer().Export(str(path))
+    return path

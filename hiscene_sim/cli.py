@@ -1,0 +1,221 @@
+"""The ``hiscene`` command.
+
+Every stage here runs on CPU with no model weights. Backends that ran are printed with the
+results and recorded in scene.json / export.json provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import time
+from pathlib import Path
+
+from hiscene_sim.scene import SceneError
+
+log = logging.getLogger("hiscene")
+
+EXPORT_BACKENDS = (
+    "backends (CPU, no weights): watertight = trimesh weld -> pymeshfix -> voxel remesh (scipy, "
+    "scikit-image, manifold3d); collision = CoACD; mass = trimesh volume integrals x density table"
+)
+
+
+def _setup_logging(verbosity: int) -> None:
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(message)s", datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True,
+    )
+
+
+def _density(text: str) -> tuple[str, float]:
+    label, sep, value = text.rpartition("=")
+    try:
+        if not sep or not label:
+            raise ValueError
+        density = float(value)
+        if density <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=KG_PER_M3 with a positive number, got {text!r}") from None
+    return label, density
+
+
+def _add_export_options(p: argparse.ArgumentParser) -> None:
+    from exporters.config import ALL_FORMATS, CollisionConfig
+
+    d = CollisionConfig()
+    g = p.add_argument_group("export", EXPORT_BACKENDS)
+    g.add_argument("--formats", default=",".join(ALL_FORMATS), help=f"comma list of {', '.join(ALL_FORMATS)} (default: all)")
+    g.add_argument("--threshold", type=float, default=d.threshold, help=f"CoACD concavity threshold (default {d.threshold})")
+    g.add_argument("--max-hulls", type=int, default=d.max_convex_hull, help=f"CoACD max convex hulls per object, -1 = no limit (default {d.max_convex_hull})")
+    g.add_argument("--decimate-faces", type=int, default=d.decimate_faces, help=f"simplify to this many faces before CoACD, 0 = off (default {d.decimate_faces})")
+    g.add_argument("--coacd-defaults", action="store_true", help="use CoACD's own default parameters (slow) instead of ours")
+    g.add_argument("--seed", type=int, default=d.seed, help="CoACD random seed (default 0)")
+    g.add_argument("--density", type=_density, action="append", default=[], metavar="LABEL=KG_PER_M3", help="override the density table for a label (repeatable)")
+    g.add_argument("--default-density", type=float, default=None, help="density for labels not in the table")
+    g.add_argument("--friction", type=float, default=None, help="dynamic friction (static = friction / 0.75)")
+    g.add_argument("--workers", type=int, default=0, help="processes for per-object work (default: all cores)")
+    g.add_argument("--cache-dir", type=Path, default=None, help="collision cache (default $HISCENE_CACHE_DIR or ~/.cache/hiscene-sim)")
+
+
+def _export_config(args: argparse.Namespace):
+    from exporters.config import CollisionConfig, ExportConfig
+
+    collision = CollisionConfig.coacd_defaults() if args.coacd_defaults else CollisionConfig()
+    if not args.coacd_defaults:
+        collision = dataclasses.replace(
+            collision, threshold=args.threshold, max_convex_hull=args.max_hulls, decimate_faces=args.decimate_faces
+        )
+    collision = dataclasses.replace(collision, seed=args.seed)
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    kwargs = {}
+    if args.friction is not None:
+        kwargs = {"dynamic_friction": args.friction, "static_friction": args.friction / 0.75}
+    return ExportConfig(
+        formats=formats, collision=collision, densities=dict(args.density), default_density=args.default_density,
+        workers=args.workers, cache_dir=args.cache_dir, **kwargs,
+    )
+
+
+def _print_export(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"export: {result.export_dir}")
+    for col in ("id", "label", "kind", "mass kg", "hulls", "watertight", "seconds"):
+        table.add_column(col)
+    for o in result.objects:
+        table.add_row(
+            o.id, o.label, "background" if o.is_background else "rigid body",
+            "static" if o.is_background else f"{o.mass.mass:.3f}", f"{len(o.hulls)}{' (cached)' if o.hulls_from_cache else ''}",
+            o.repair_method, f"{sum(o.seconds.values()):.2f}",
+        )
+    console = Console()
+    console.print(table)
+    for fmt, rel in result.scene_files.items():
+        console.print(f"  {fmt:5s} {result.export_dir / rel}")
+    console.print(f"  urdf  {result.export_dir / 'objects'}/<id>/<id>.urdf (one per object)")
+    console.print(f"  {EXPORT_BACKENDS}")
+    if result.warnings:
+        console.print(f"  [yellow]{len(result.warnings)} warning(s)[/yellow], listed in {result.export_dir / 'export.json'}")
+
+
+def _run_export(scene_dir: Path, out: Path, config):
+    from rich.progress import Progress
+
+    from exporters.export import export_scene
+    from hiscene_sim.scene import load_scene
+
+    total = len(load_scene(scene_dir).all_objects())
+    with Progress(transient=True) as progress:
+        task = progress.add_task("objects: watertight + CoACD + mass", total=total)
+        result = export_scene(scene_dir, out, config, on_object=lambda o: progress.advance(task))
+    return result
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from hiscene_sim.importer import import_scene
+
+    result = import_scene(args.scene, args.out)
+    print(f"imported {len(result.scene.objects)} objects and {len(result.scene.background)} background objects into {result.scene_dir}")
+    for o in result.scene.all_objects():
+        print(f"  {o.id:20s} label={o.label!r}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    result = _run_export(args.scene_dir, args.out, _export_config(args))
+    _print_export(result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hiscene_sim.demo import build_desk_glb, demo_paths
+    from hiscene_sim.importer import import_scene
+
+    t0 = time.perf_counter()
+    paths = demo_paths(args.out)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    build_desk_glb(paths.source_glb)
+    print(f"1. built a desk scene from pybullet_data meshes: {paths.source_glb}")
+    imported = import_scene(paths.source_glb, paths.scene_dir)
+    print(f"2. imported {len(imported.scene.all_objects())} objects into the scene dir: {paths.scene_dir}")
+    result = _run_export(paths.scene_dir, paths.export_dir, _export_config(args))
+    print(f"3. exported to {paths.export_dir}")
+    _print_export(result)
+    print(f"done in {time.perf_counter() - t0:.1f} s. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from hiscene_sim.scene import load_scene
+
+    scene = load_scene(args.scene_dir)
+    print(f"{args.scene_dir}: scene {scene.name!r}, {len(scene.objects)} objects, {len(scene.background)} background")
+    for o in scene.all_objects():
+        print(f"  {o.id:20s} {o.label!r:20s} mesh={o.mesh} position={[round(v, 4) for v in o.pose.position]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hiscene",
+        description="hiscene-sim: simulation-ready 3D scenes (HiScene) for PyBullet, MuJoCo and Isaac Sim. "
+        "Everything below runs on CPU with weight-free backends.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="build a desk scene from pybullet_data meshes, import and export it",
+                       description="Build a desk scene from real pybullet_data meshes (GLB), import it into a scene dir "
+                       "and export it for PyBullet / MuJoCo / Isaac Sim. " + EXPORT_BACKENDS)
+    p.add_argument("--out", type=Path, default=Path("hiscene-demo"), help="output folder (default ./hiscene-demo)")
+    _add_export_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("import", help="scene file (GLB/GLTF/OBJ/PLY, one node per object) -> scene dir",
+                       description="One object per mesh node; label = cleaned node name (chair_2 -> chair); pose = node "
+                       "transform; floor/wall/... nodes become background. Backend: trimesh.")
+    p.add_argument("scene", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="scene dir -> URDF / USD / MJCF / GLB sim assets",
+                       description="Per object: watertight visual mesh, CoACD convex decomposition (cached), mass and "
+                       "inertia from volume x density; then URDF (one per object), USD, MJCF and GLB. " + EXPORT_BACKENDS)
+    p.add_argument("scene_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    _add_export_options(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("info", help="print a scene dir's objects")
+    p.add_argument("scene_dir", type=Path)
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from exporters.watertight import MeshError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(-1 if args.quiet else args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except (SceneError, MeshError, FileExistsError, ValueError) as exc:
+        print(f"hiscene {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hiscene {args.command}: interrupted; nothing half-written was left behind", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

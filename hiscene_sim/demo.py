@@ -1,0 +1,70 @@
+"""``hiscene demo``: a desk scene from real pybullet_data meshes, imported and exported.
+
+Steps: build a multi-node GLB (a floor, pybullet_data's table, a mug, a duck, a teddy, a
+lego brick, a bunny and two jenga blocks, each node with its pose and scale) ->
+``hiscene import`` -> ``hiscene export``. Later stages (validation) extend it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from hiscene_sim.atomic import atomic_write_bytes
+from hiscene_sim.pybullet_assets import asset_mesh
+
+TABLE_TOP = 0.625
+
+# node name, asset, x, y, yaw (radians); z is computed so the object rests on its support
+DESK_LAYOUT: tuple[tuple[str, str, float, float, float], ...] = (
+    ("table", "table", 0.0, 0.0, 0.0),
+    ("mug_1", "mug", -0.45, 0.25, 0.3),
+    ("duck", "duck", 0.0, -0.2, 1.0),
+    ("teddy", "teddy", 0.45, 0.2, -0.5),
+    ("lego", "lego", -0.15, 0.05, 0.7),
+    ("bunny", "bunny", -0.4, -0.22, 2.0),
+    ("jenga_1", "jenga", 0.35, -0.25, 0.4),
+    ("jenga_2", "jenga", 0.2, 0.3, -0.2),
+)
+
+
+@dataclass
+class DemoPaths:
+    root: Path
+    source_glb: Path
+    scene_dir: Path
+    export_dir: Path
+
+
+def placement(mesh: trimesh.Trimesh, scale, x: float, y: float, yaw: float, support_z: float) -> np.ndarray:
+    """Node transform T = translate @ Rz(yaw) @ diag(scale) that puts the mesh's lowest point on support_z."""
+    linear = Rotation.from_euler("z", yaw).as_matrix() @ np.diag(scale)
+    lowest = float(np.min((mesh.vertices @ linear.T)[:, 2]))
+    transform = np.eye(4)
+    transform[:3, :3] = linear
+    transform[:3, 3] = (x, y, support_z - lowest)
+    return transform
+
+
+def build_desk_glb(path: Path) -> Path:
+    """The demo's input: one GLB, one node per object, real pybullet_data meshes."""
+    scene = trimesh.Scene()
+    floor = trimesh.creation.box(extents=(3.0, 3.0, 0.05))
+    floor.visual = trimesh.visual.ColorVisuals(floor, vertex_colors=np.tile([150, 150, 160, 255], (len(floor.vertices), 1)))
+    scene.add_geometry(floor, node_name="floor", geom_name="floor", transform=trimesh.transformations.translation_matrix((0, 0, -0.025)))
+    for node, asset, x, y, yaw in DESK_LAYOUT:
+        mesh, scale = asset_mesh(asset)
+        support = 0.0 if asset == "table" else TABLE_TOP
+        scene.add_geometry(mesh, node_name=node, geom_name=node, transform=placement(mesh, scale, x, y, yaw, support))
+    atomic_write_bytes(path, scene.export(file_type="glb"))
+    return path
+
+
+def demo_paths(root: Path) -> DemoPaths:
+    return DemoPaths(root, root / "desk_scene.glb", root / "scene", root / "export")
+
+

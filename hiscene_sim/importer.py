@@ -1,0 +1,120 @@
+"""``hiscene import``: a scene file with one node per object -> a scene dir.
+
+Every node that carries a triangle mesh becomes one object: its label is the cleaned node
+name (``chair_2`` -> ``chair``), its pose the node's world transform (decomposed into
+position, rotation and per-axis scale), its mesh the node's geometry in the local frame,
+saved as GLB so textures and vertex colours survive. Nodes whose label starts with a
+background word (floor, ground, wall, ceiling, background, room, terrain, plane) become
+background objects (static colliders).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
+from hiscene_sim.naming import clean_label, safe_identifier
+from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = (".glb", ".gltf", ".obj", ".ply")
+BACKGROUND_WORDS = ("floor", "ground", "wall", "ceiling", "background", "room", "terrain", "plane")
+
+
+@dataclass
+class ImportResult:
+    scene_dir: Path
+    scene: Scene
+    skipped: list[str] = field(default_factory=list)
+
+
+def is_background_label(label: str) -> bool:
+    first = label.split(" ")[0] if label else ""
+    return first in BACKGROUND_WORDS
+
+
+def _load_scene_file(path: Path) -> trimesh.Scene:
+    if not path.is_file():
+        raise SceneError(f"{path}: scene file not found")
+    if path.suffix.lower() not in SUPPORTED:
+        raise SceneError(f"{path}: unsupported scene file type {path.suffix!r}; expected one of {', '.join(SUPPORTED)}")
+    if path.stat().st_size == 0:
+        raise SceneError(f"{path}: scene file is empty (0 bytes)")
+    try:
+        # OBJ: one object per `o`/`g` group, not merged by material
+        kwargs = {"split_object": True, "group_material": False} if path.suffix.lower() == ".obj" else {}
+        loaded = trimesh.load(path, force="scene", process=False, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear error
+        raise SceneError(f"{path}: cannot read scene file: {type(exc).__name__}: {exc}") from None
+    return loaded
+
+
+def import_scene(path: str | Path, out_dir: str | Path) -> ImportResult:
+    """Convert ``path`` into a scene dir at ``out_dir`` (written atomically)."""
+    path, out_dir = Path(path), Path(out_dir)
+    t0 = time.perf_counter()
+    source = _load_scene_file(path)
+    try:
+        check_replaceable(out_dir, SCENE_FILE)
+    except FileExistsError as exc:
+        raise SceneError(str(exc)) from None
+
+    taken: list[str] = []
+    skipped: list[str] = []
+    objects: list[SceneObject] = []
+    background: list[SceneObject] = []
+    meshes: dict[str, trimesh.Trimesh] = {}
+    for node in source.graph.nodes_geometry:
+        transform, geom_name = source.graph[node]
+        geometry = source.geometry[geom_name]
+        if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
+            skipped.append(f"{node}: {type(geometry).__name__} without triangles")
+            continue
+        try:
+            pose = Pose.from_matrix(transform)
+        except SceneError as exc:
+            raise SceneError(f"{path}: node {node!r}: {exc}") from None
+        label = clean_label(str(node))
+        oid = safe_identifier(str(node), taken)
+        taken.append(oid)
+        obj = SceneObject(
+            id=oid,
+            label=label,
+            mesh=f"meshes/{oid}.glb",
+            pose=pose,
+            provenance=Provenance("import", "trimesh", {"source": path.name, "node": str(node)}),
+        )
+        (background if is_background_label(label) else objects).append(obj)
+        meshes[oid] = geometry
+    if not meshes:
+        raise SceneError(f"{path}: no node holds a triangle mesh ({'; '.join(skipped) or 'the file is empty'})")
+    for message in skipped:
+        log.warning("%s: skipped node %s", path, message)
+
+    scene = Scene(
+        objects=objects,
+        background=background,
+        name=safe_identifier(path.stem),
+        provenance=[
+            Provenance(
+                "import", "trimesh", {"source": str(path.resolve())},
+                seconds=round(time.perf_counter() - t0, 3), created=datetime.now(timezone.utc).isoformat(),
+            )
+        ],
+    )
+    with atomic_directory(out_dir) as tmp:
+        for oid, mesh in meshes.items():
+            if not np.all(np.isfinite(mesh.vertices)):
+                log.warning("%s: object %s has NaN/inf vertices; the export will drop those faces", path, oid)
+            atomic_write_bytes(tmp / "meshes" / f"{oid}.glb", mesh.export(file_type="glb"))
+        save_scene(scene, tmp)
+    log.info("imported %d objects + %d background from %s in %.2f s", len(objects), len(background), path, time.perf_counter() - t0)
+    return ImportResult(out_dir, scene, skipped)
