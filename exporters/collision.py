@@ -96,13 +96,40 @@ def _as_hulls(parts: list) -> list[trimesh.Trimesh]:
     return hulls
 
 
+def split_parts(solid: trimesh.Trimesh) -> list[trimesh.Trimesh]:
+    """Connected components of a closed mesh (a table's top and legs, a teddy made of blobs)."""
+    if solid.body_count <= 1:
+        return [solid]
+    parts = [p for p in solid.split(only_watertight=False) if len(p.faces) >= 4]
+    return parts or [solid]
+
+
+def is_convex(part: trimesh.Trimesh, tolerance: float) -> bool:
+    """A closed part whose volume is within ``tolerance`` of its convex hull's."""
+    try:
+        hull_volume = part.convex_hull.volume
+    except Exception:  # noqa: BLE001 - qhull fails on flat parts; CoACD handles those
+        return False
+    return bool(is_closed_volume(part) and hull_volume > 0 and part.volume >= (1.0 - tolerance) * hull_volume)
+
+
+def _run_coacd(work: trimesh.Trimesh, config: CollisionConfig) -> list[trimesh.Trimesh]:
+    import coacd
+
+    kwargs = config.coacd_kwargs()
+    if kwargs["preprocess_mode"] == "auto" and is_closed_volume(work):
+        kwargs["preprocess_mode"] = "off"  # already a closed 2-manifold: CoACD's remesh is wasted work
+    coacd.set_log_level("error")
+    mesh = coacd.Mesh(np.asarray(work.vertices, dtype=np.float64), np.asarray(work.faces, dtype=np.int64))
+    return _as_hulls(coacd.run_coacd(mesh, **kwargs))
+
+
 def decompose(solid: trimesh.Trimesh, config: CollisionConfig, cache_dir: Path | None = None) -> tuple[list[trimesh.Trimesh], bool]:
     """Convex hulls whose union approximates the watertight ``solid``; (hulls, from_cache).
 
-    Falls back to the single convex hull of the mesh if CoACD returns nothing usable.
+    Each connected part is handled alone: a convex part is its own hull, the others go to
+    CoACD. Falls back to the mesh's convex hull if nothing usable comes out.
     """
-    import coacd
-
     key = cache_key(solid, config)
     cache_path = Path(cache_dir) / "coacd" / key[:2] / f"{key}.npz" if cache_dir else None
     if cache_path is not None:
@@ -110,13 +137,14 @@ def decompose(solid: trimesh.Trimesh, config: CollisionConfig, cache_dir: Path |
         if cached:
             return cached, True
 
-    work = simplify_for_decomposition(solid, config.decimate_faces)
-    kwargs = config.coacd_kwargs()
-    if kwargs["preprocess_mode"] == "auto" and is_closed_volume(work):
-        kwargs["preprocess_mode"] = "off"  # already a closed 2-manifold: CoACD's remesh is wasted work
-    coacd.set_log_level("error")
-    parts = coacd.run_coacd(coacd.Mesh(np.asarray(work.vertices, dtype=np.float64), np.asarray(work.faces, dtype=np.int64)), **kwargs)
-    hulls = _as_hulls(parts)
+    hulls = []
+    for part in split_parts(solid) if config.split_parts else [solid]:
+        if config.split_parts and is_convex(part, config.convex_tolerance):
+            hulls.append(part.convex_hull)  # already convex: its hull is exact, no search needed
+            continue
+        # each part gets its share of the face budget
+        budget = max(200, int(config.decimate_faces * len(part.faces) / len(solid.faces))) if config.decimate_faces else 0
+        hulls.extend(_run_coacd(simplify_for_decomposition(part, budget), config))
     if not hulls:
         log.warning("CoACD returned no usable hull; using the mesh's convex hull")
         hulls = [solid.convex_hull]

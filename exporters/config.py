@@ -23,19 +23,21 @@ class CollisionConfig:
     hull-union volume IoU >= 0.9 (see benchmarks/bench_collision.py); ``coacd_defaults()``
     gives CoACD's own defaults."""
 
-    threshold: float = 0.08  # concavity threshold, CoACD's main quality/speed knob (0.01..1)
-    max_convex_hull: int = 32  # -1 = no limit
+    threshold: float = 0.06  # concavity threshold, CoACD's main quality/speed knob (0.01..1)
+    max_convex_hull: int = -1  # -1 = no limit (CoACD's hull merging is slow)
     preprocess_mode: str = "auto"  # "auto" | "on" | "off"
     preprocess_resolution: int = 30
-    resolution: int = 1000  # Hausdorff sampling resolution
-    mcts_nodes: int = 20
-    mcts_iterations: int = 50
+    resolution: int = 500  # Hausdorff sampling resolution
+    mcts_nodes: int = 10
+    mcts_iterations: int = 20
     mcts_max_depth: int = 2
     pca: bool = False
     merge: bool = True
     decimate: bool = True  # limit vertices per hull (PhysX cooks at most 255 per convex mesh)
     max_ch_vertex: int = 64
-    decimate_faces: int = 2000  # simplify the watertight mesh to this many faces first; 0 = off
+    decimate_faces: int = 1500  # simplify the watertight mesh to this many faces first; 0 = off
+    split_parts: bool = True  # decompose each connected part alone
+    convex_tolerance: float = 0.02  # a part within 2% of its hull's volume is taken as convex
     seed: int = 0
 
     @staticmethod
@@ -44,12 +46,14 @@ class CollisionConfig:
         return CollisionConfig(
             threshold=0.05, max_convex_hull=-1, preprocess_mode="auto", preprocess_resolution=50,
             resolution=2000, mcts_nodes=20, mcts_iterations=150, mcts_max_depth=3, pca=False, merge=True,
-            decimate=False, max_ch_vertex=256, decimate_faces=0, seed=0,
+            decimate=False, max_ch_vertex=256, decimate_faces=0, split_parts=False, convex_tolerance=0.0, seed=0,
         )
 
     def coacd_kwargs(self) -> dict:
         d = asdict(self)
         d.pop("decimate_faces")
+        d.pop("convex_tolerance")
+        d.pop("split_parts")
         return d
 
 

@@ -44,6 +44,19 @@ def load_scene(export_dir: str | Path, client: int = 0, gravity: bool = True) ->
     return bodies
 
 
+def link_frame_pose(body: int, client: int = 0):
+    """(position, orientation xyzw) of the body's URDF link frame, i.e. the object frame.
+
+    PyBullet's getBasePositionAndOrientation reports the centre-of-mass frame; this undoes
+    the inertial offset so the result compares with the poses in export.json."""
+    import pybullet as p
+
+    com_pos, com_orn = p.getBasePositionAndOrientation(body, physicsClientId=client)
+    info = p.getDynamicsInfo(body, -1, physicsClientId=client)
+    inv_pos, inv_orn = p.invertTransform(info[3], info[4])
+    return p.multiplyTransforms(com_pos, com_orn, inv_pos, inv_orn)
+
+
 if __name__ == "__main__":
     import pybullet as p
 
@@ -53,5 +66,5 @@ if __name__ == "__main__":
     for _ in range(240):
         p.stepSimulation(physicsClientId=cid)
     for name, body in ids.items():
-        pos, _ = p.getBasePositionAndOrientation(body, physicsClientId=cid)
+        pos, _ = link_frame_pose(body, cid)
         print(f"{name:24s} body {body:3d} at {[round(v, 4) for v in pos]}")

@@ -117,23 +117,41 @@ def _with_colors(mesh: trimesh.Trimesh, source: trimesh.Trimesh) -> trimesh.Trim
     return mesh
 
 
-def _pymeshfix(solid: trimesh.Trimesh) -> trimesh.Trimesh | None:
+def _meshfix_part(part: trimesh.Trimesh) -> trimesh.Trimesh | None:
     import pymeshfix
 
-    fixer = pymeshfix.MeshFix(np.asarray(solid.vertices, dtype=np.float64), np.asarray(solid.faces, dtype=np.int32))
-    fixer.repair(joincomp=True, remove_smallest_components=False)
-    v, f = fixer.points, fixer.faces
-    if len(f) == 0:
+    fixer = pymeshfix.MeshFix(np.asarray(part.vertices, dtype=np.float64), np.asarray(part.faces, dtype=np.int32))
+    fixer.repair(joincomp=False, remove_smallest_components=False)
+    if len(fixer.faces) == 0:
         return None
-    fixed = weld(trimesh.Trimesh(v, f, process=False))
+    fixed = weld(trimesh.Trimesh(fixer.points, fixer.faces, process=False))
     if not is_closed_volume(fixed):
         return None
     # refuse a "repair" that threw most of the surface away
-    kept_area = fixed.area / max(solid.area, 1e-12)
-    ext_ratio = np.min(fixed.extents / np.maximum(solid.extents, 1e-12))
-    if kept_area < 0.6 or ext_ratio < 0.9:
+    kept_area = fixed.area / max(part.area, 1e-12)
+    ext_ratio = np.min(fixed.extents / np.maximum(part.extents, 1e-12))
+    return fixed if kept_area >= 0.6 and ext_ratio >= 0.9 else None
+
+
+def _pymeshfix(solid: trimesh.Trimesh) -> trimesh.Trimesh | None:
+    """MeshFix each connected part alone (MeshFix keeps only the largest part otherwise,
+    e.g. a mug loses its handle); parts already closed stay as they are. Parts under 1% of
+    the area that cannot be repaired are dropped; any larger failure returns None."""
+    parts = solid.split(only_watertight=False) if solid.body_count > 1 else [solid]
+    repaired = []
+    for part in parts:
+        if is_closed_volume(part):
+            repaired.append(part)
+            continue
+        fixed = _meshfix_part(part)
+        if fixed is not None:
+            repaired.append(fixed)
+        elif part.area > 0.01 * solid.area:
+            return None
+    if not repaired:
         return None
-    return fixed
+    merged = weld(trimesh.util.concatenate(repaired))
+    return merged if is_closed_volume(merged) else None
 
 
 def voxel_remesh(solid: trimesh.Trimesh, config: RepairConfig) -> trimesh.Trimesh:
@@ -170,11 +188,13 @@ def voxel_remesh(solid: trimesh.Trimesh, config: RepairConfig) -> trimesh.Trimes
         )
     )
     if manifold.status() == manifold3d.Error.NoError:
-        out = manifold.simplify(pitch * 0.5).to_mesh()
-        # keep manifold3d's topology: welding by position could pinch distinct coincident vertices
-        simplified = trimesh.Trimesh(out.vert_properties[:, :3], out.tri_verts, process=False)
-        if is_closed_volume(simplified):
-            remeshed = simplified
+        for tolerance in (0.5 * pitch, 0.25 * pitch):
+            out = manifold.simplify(tolerance).to_mesh()
+            # accept only if it stays closed when welded by position, like every other output
+            simplified = weld(trimesh.Trimesh(out.vert_properties[:, :3], out.tri_verts, process=False))
+            if is_closed_volume(simplified):
+                remeshed = simplified
+                break
     return remeshed
 
 

@@ -72,7 +72,7 @@ def import_scene(path: str | Path, out_dir: str | Path) -> ImportResult:
     objects: list[SceneObject] = []
     background: list[SceneObject] = []
     meshes: dict[str, trimesh.Trimesh] = {}
-    for node in source.graph.nodes_geometry:
+    for node in sorted(source.graph.nodes_geometry):  # sorted: the graph holds a set
         transform, geom_name = source.graph[node]
         geometry = source.geometry[geom_name]
         if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:

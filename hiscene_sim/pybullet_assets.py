@@ -27,7 +27,8 @@ Y_UP = (math.pi / 2, 0.0, 0.0)
 ASSETS: dict[str, Asset] = {
     "mug": Asset("mug", "objects/mug.obj", (1.0, 1.0, 1.0), rgba=(255, 51, 51, 255)),
     "duck": Asset("duck", "duck.obj", (0.05, 0.05, 0.05), Y_UP),
-    "teddy": Asset("teddy", "teddy2_VHACD_CHs.obj", (0.1, 0.1, 0.1), Y_UP, rgba=(255, 102, 102, 255)),
+    # the teddy's own rest pose on a plane (measured in PyBullet), so it sits without tipping
+    "teddy": Asset("teddy", "teddy2_VHACD_CHs.obj", (0.1, 0.1, 0.1), (-0.17, -0.04, 0.0), rgba=(255, 102, 102, 255)),
     "lego": Asset("lego", "lego/lego.obj", (0.1, 0.1, 0.1), Y_UP, rgba=(255, 255, 102, 255)),
     "bunny": Asset("bunny", "bunny.obj", (0.05, 0.05, 0.05), Y_UP, rgba=(220, 210, 190, 255)),
     "jenga": Asset("jenga", "jenga/jenga.obj", (0.15, 0.05, 0.03)),

@@ -9,9 +9,10 @@ import numpy as np
 import pybullet_data
 import pytest
 import trimesh
-from pxr import Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade, UsdUtils
+from pxr import Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade
 
 from exporters.config import ExportConfig
+from tests.usd_checks import usd_compliance_errors  # noqa: E402
 from exporters.layout import ObjectFiles, write_object_files
 from exporters.prepare import ObjectTask, PreparedObject, prepare_object
 from exporters.usd import write_usd
@@ -195,19 +196,4 @@ def test_compliance_checker(exported) -> None:
     metadata, shader Sdr types, material bindings, missing assets, encapsulation) live on
     as UsdValidation validators, which also check the UsdPhysics schemas."""
     path, _, _ = exported
-    if hasattr(UsdUtils, "ComplianceChecker"):  # usd-core < 26
-        checker = UsdUtils.ComplianceChecker(
-            arkit=False, skipARKitRootLayerCheck=False, rootPackageOnly=False, skipVariants=False, verbose=False
-        )
-        checker.CheckCompliance(str(path))
-        print("ComplianceChecker warnings:", checker.GetWarnings(), "failed:", checker.GetFailedChecks())
-        assert checker.GetErrors() == []
-        return
-    from pxr import UsdValidation
-
-    validators = UsdValidation.ValidationRegistry().GetOrLoadAllValidators()
-    assert len(validators) > 10
-    found = UsdValidation.ValidationContext(validators).Validate(Usd.Stage.Open(str(path)))
-    errors = [e.GetErrorAsString() for e in found if e.GetType() == UsdValidation.ValidationErrorType.Error]
-    print(f"UsdValidation ({len(validators)} validators):", [e.GetErrorAsString() for e in found] or "nothing")
-    assert errors == []
+    assert usd_compliance_errors(path) == []
