@@ -62,6 +62,7 @@ class RepairConfig:
     max_faces: int = 1_000_000  # meshes above this are decimated (with a warning)
     voxel_resolution: int = 96  # voxels along the longest side in the voxel-remesh fallback
     min_thickness: float = 0.002  # metres; flat meshes are thickened to at least this
+    close_voxels: int = 2  # voxel remesh seals holes up to about twice this many voxels wide
 
 
 @dataclass(frozen=True)

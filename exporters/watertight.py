@@ -174,12 +174,29 @@ def voxel_remesh(solid: trimesh.Trimesh, config: RepairConfig) -> trimesh.Trimes
     index = np.floor((points - origin) / pitch).astype(np.int64)
     occupancy = np.zeros(index.max(axis=0) + 2, dtype=bool)
     occupancy[tuple(index.T)] = True
-    occupancy = ndimage.binary_fill_holes(occupancy)
-    verts, faces, _, _ = measure.marching_cubes(np.pad(occupancy, 1).astype(np.float32), 0.5)
-    verts = (verts - 1.0 + 0.5) * pitch + origin
+    # seal holes up to ~2 * close_voxels wide before filling: dilate, fill the inside, erode back
+    # (a surface with missing triangles would otherwise stay a hollow, leaky shell)
+    k = config.close_voxels
+    if k > 0:
+        structure = ndimage.generate_binary_structure(3, 1)
+        occupancy = np.pad(occupancy, k + 1)
+        occupancy = ndimage.binary_dilation(occupancy, structure, iterations=k)
+        occupancy = ndimage.binary_fill_holes(occupancy)
+        occupancy = ndimage.binary_erosion(occupancy, structure, iterations=k, border_value=0)
+        origin = origin - (k + 1) * pitch
+    else:
+        occupancy = ndimage.binary_fill_holes(occupancy)
+    # a slight blur joins voxels that touch only along an edge or corner, where marching
+    # cubes on the raw binary grid makes non-manifold edges
+    field = ndimage.gaussian_filter(np.pad(occupancy, 2).astype(np.float32), sigma=0.6)
+    verts, faces, _, _ = measure.marching_cubes(field, 0.35)
+    verts = (verts - 2.0 + 0.5) * pitch + origin
     remeshed = weld(trimesh.Trimesh(verts, faces, process=False))
     if not is_closed_volume(remeshed):
-        raise MeshError("voxel remesh did not produce a closed surface")
+        fixed = _meshfix_part(remeshed)  # MeshFix removes the odd non-manifold edge left
+        if fixed is None:
+            raise MeshError("voxel remesh did not produce a closed surface")
+        remeshed = fixed
     trimesh.smoothing.filter_taubin(remeshed, iterations=10)
     manifold = manifold3d.Manifold(
         manifold3d.Mesh(
@@ -225,6 +242,7 @@ def make_watertight(mesh: trimesh.Trimesh, name: str, config: RepairConfig | Non
     if not flat:
         fixed = _pymeshfix(solid)
         if fixed is not None:
+            warnings.append(f"{name}: mesh was not closed; repaired with MeshFix (colours transferred to the new surface)")
             return RepairResult(_with_colors(fixed.copy(), original), fixed, "pymeshfix", warnings)
     reason = "flat (zero volume); thickened by voxel remesh" if flat else "not closed and MeshFix could not repair it; voxel remeshed"
     warnings.append(f"{name}: mesh is {reason} at {config.voxel_resolution} voxels across")
@@ -236,6 +254,9 @@ def make_watertight(mesh: trimesh.Trimesh, name: str, config: RepairConfig | Non
         solid_for_voxels = trimesh.util.concatenate(
             [solid.copy().apply_translation(offset), solid.copy().apply_translation(-offset)]
         )
-    remeshed = voxel_remesh(solid_for_voxels, config)
+    try:
+        remeshed = voxel_remesh(solid_for_voxels, config)
+    except MeshError as exc:
+        raise MeshError(f"{name}: {exc}; the mesh cannot be made watertight") from None
     return RepairResult(_with_colors(remeshed.copy(), original), remeshed, "voxel", warnings)
 

@@ -50,7 +50,7 @@ def _load_scene_file(path: Path) -> trimesh.Scene:
         raise SceneError(f"{path}: scene file is empty (0 bytes)")
     try:
         # OBJ: one object per `o`/`g` group, not merged by material
-        kwargs = {"split_object": True, "group_material": False} if path.suffix.lower() == ".obj" else {}
+        kwargs = {"split_objects": True, "group_material": False} if path.suffix.lower() == ".obj" else {}
         loaded = trimesh.load(path, force="scene", process=False, **kwargs)
     except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear error
         raise SceneError(f"{path}: cannot read scene file: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,216 @@
+"""What validation reads from an export dir: ``export.json`` as typed records, the hull
+geometry of every object, and where the floor is.
+
+Only the exported files are read (what users load), never the scene dir's meshes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from exporters.layout import MANIFEST
+from hiscene_sim.scene import SceneError
+
+#: Background objects whose label starts with one of these words are the floor.
+FLOOR_WORDS = ("floor", "ground", "terrain", "plane")
+
+Vec3 = tuple[float, float, float]
+Quat = tuple[float, float, float, float]  # w, x, y, z
+
+
+@dataclass(frozen=True)
+class ExportedObject:
+    id: str
+    label: str
+    background: bool
+    position: Vec3
+    orientation: Quat  # w, x, y, z
+    mass: float
+    density: float | None
+    urdf: str | None  # relative to the export dir
+    hulls: tuple[str, ...]  # relative to the export dir
+
+    @property
+    def is_floor(self) -> bool:
+        words = re.findall(r"[a-z]+", self.label.lower())
+        return self.background and bool(words) and words[0] in FLOOR_WORDS
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    export_dir: Path
+    scene: str
+    source: Path | None  # the scene dir it was exported from
+    formats: tuple[str, ...]
+    files: dict[str, str]  # format -> scene-level file, relative to export_dir
+    objects: tuple[ExportedObject, ...]
+    collision_config: dict
+    static_friction: float
+    dynamic_friction: float
+    restitution: float
+
+    @property
+    def foreground(self) -> list[ExportedObject]:
+        return [o for o in self.objects if not o.background]
+
+    @property
+    def background(self) -> list[ExportedObject]:
+        return [o for o in self.objects if o.background]
+
+    def get(self, object_id: str) -> ExportedObject:
+        for o in self.objects:
+            if o.id == object_id:
+                return o
+        raise KeyError(object_id)
+
+    def path(self, fmt: str) -> Path | None:
+        rel = self.files.get(fmt)
+        return self.export_dir / rel if rel else None
+
+    def export_config(self):
+        """The ExportConfig this export was made with, as far as export.json records it:
+        formats, CoACD settings, friction, restitution, and every density that differs from
+        the density table as a per-label override (so each object keeps its mass)."""
+        from exporters.config import CollisionConfig, ExportConfig
+        from exporters.mass import MIN_MASS
+        from exporters.materials import density_for_label
+
+        densities: dict[str, float] = {}
+        for o in self.objects:
+            if o.density is None or o.mass <= MIN_MASS * 1.0001:  # clamped masses say nothing
+                continue
+            if not math.isclose(density_for_label(o.label)[0], o.density, rel_tol=1e-9):
+                densities[o.label] = o.density  # an override (or --default-density): keep it per label
+        known = set(CollisionConfig.__dataclass_fields__)
+        collision = CollisionConfig(**{k: v for k, v in self.collision_config.items() if k in known})
+        return ExportConfig(
+            formats=self.formats, collision=collision, densities=densities,
+            static_friction=self.static_friction, dynamic_friction=self.dynamic_friction, restitution=self.restitution,
+        )
+
+    @cached_property
+    def hull_points(self) -> dict[str, np.ndarray]:
+        """object id -> (n, 3) vertices of all its collision hulls, in its local frame."""
+        out = {}
+        for o in self.objects:
+            pts = [np.asarray(trimesh.load(self.export_dir / h, force="mesh", process=False).vertices) for h in o.hulls]
+            out[o.id] = np.concatenate(pts) if pts else np.zeros((0, 3))
+        return out
+
+
+def _vec(value, n: int, where: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) != n or not all(isinstance(v, (int, float)) for v in value):
+        raise SceneError(f"{where}: expected {n} numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def read_manifest(export_dir: str | Path) -> ExportManifest:
+    """Parse ``export_dir/export.json``; raise SceneError naming the file on any problem."""
+    export_dir = Path(export_dir)
+    path = export_dir / MANIFEST
+    if not path.is_file():
+        raise SceneError(f"{path}: not found; is {export_dir} a `hiscene export` output dir?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        objects = []
+        for i, rec in enumerate(data["objects"]):
+            where = f"{path}: objects[{i}]"
+            files = rec.get("files", {})
+            mass_props = rec.get("mass_properties") or {}
+            objects.append(ExportedObject(
+                id=str(rec["id"]), label=str(rec["label"]), background=bool(rec["background"]),
+                position=_vec(rec["position"], 3, f"{where}.position"),
+                orientation=_vec(rec["orientation"], 4, f"{where}.orientation"),
+                mass=float(rec.get("mass", 0.0)), density=mass_props.get("density"),
+                urdf=files.get("urdf"), hulls=tuple(files.get("hulls", [])),
+            ))
+        first = data["objects"][0] if data["objects"] else {}
+        return ExportManifest(
+            export_dir=export_dir,
+            scene=str(data.get("scene", "scene")),
+            source=Path(data["source"]) if data.get("source") else None,
+            formats=tuple(data.get("formats", ())),
+            files=dict(data.get("files", {})),
+            objects=tuple(objects),
+            collision_config=dict(data.get("collision_config", {})),
+            static_friction=float(first.get("static_friction", 0.8)),
+            dynamic_friction=float(first.get("dynamic_friction", 0.6)),
+            restitution=float(first.get("restitution", 0.0)),
+        )
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, SceneError):
+            raise
+        raise SceneError(f"{path}: not a readable export manifest ({type(exc).__name__}: {exc})") from None
+
+
+# ----------------------------------------------------------------------------------------
+# Geometry helpers (quaternions are [w, x, y, z] unless the name says xyzw)
+
+
+def to_xyzw(q) -> tuple[float, float, float, float]:
+    w, x, y, z = q
+    return (float(x), float(y), float(z), float(w))
+
+
+def to_wxyz(q) -> Quat:
+    x, y, z, w = q
+    n = math.sqrt(w * w + x * x + y * y + z * z) or 1.0
+    q = (w / n, x / n, y / n, z / n)
+    return tuple(-v for v in q) if q[0] < 0 else q  # w >= 0: one spelling per rotation
+
+
+def rotation_matrix(q) -> np.ndarray:
+    w, x, y, z = np.asarray(q, dtype=float) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
+def rotation_angle_deg(q1, q2) -> float:
+    """Angle of the rotation taking orientation q1 to q2, in degrees (0..180)."""
+    a = np.asarray(q1, dtype=float) / np.linalg.norm(q1)
+    b = np.asarray(q2, dtype=float) / np.linalg.norm(q2)
+    d = min(1.0, abs(float(np.dot(a, b))))
+    return math.degrees(2.0 * math.acos(d))
+
+
+def world_points(points: np.ndarray, position, orientation) -> np.ndarray:
+    return points @ rotation_matrix(orientation).T + np.asarray(position, dtype=float)
+
+
+def z_extent(points: np.ndarray, position, orientation) -> tuple[float, float]:
+    """(lowest, highest) world z of the local ``points`` at the pose."""
+    if len(points) == 0:
+        z = float(position[2])
+        return z, z
+    z = points @ rotation_matrix(orientation)[2] + float(position[2])
+    return float(z.min()), float(z.max())
+
+
+@dataclass(frozen=True)
+class Floor:
+    z: float  # height of the floor's top surface
+    source: str  # "floor object <id>" or "lowest point of the scene"
+
+
+def find_floor(manifest: ExportManifest) -> Floor:
+    """The top of the floor objects (background labelled floor/ground/...), else the lowest
+    point of the exported scene."""
+    pts = manifest.hull_points
+    floors = [o for o in manifest.objects if o.is_floor]
+    if floors:
+        tops = [(z_extent(pts[o.id], o.position, o.orientation)[1], o.id) for o in floors]
+        z, oid = max(tops)
+        return Floor(z, f"floor object {oid}")
+    lows = [z_extent(pts[o.id], o.position, o.orientation)[0] for o in manifest.objects]
+    return Floor(min(lows) if lows else 0.0, "lowest point of the scene")

@@ -1,0 +1,175 @@
+"""The same drop test in MuJoCo, from the export dir's MJCF (``scene.xml``), and how far
+the two simulators agree.
+
+MuJoCo runs at the model's own timestep (``<option timestep>`` of the export, what users
+get) for the same simulated time. Each foreground object is the body named after its id
+with a free joint; the body frame is the object frame, so ``xpos`` / ``xquat`` compare with
+export.json directly. MuJoCo's hulls carry no margin (the export sets none), so its
+distances are geometric already. Distances before and after the run come from
+``mujoco.mj_geomDistance`` per pair of collision geoms (its contact generation misses
+hulls that touch exactly, which is how a well-placed scene starts).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hiscene_sim.scene import SceneError
+from physics.bullet import GAP_SEARCH_M
+from physics.config import DEPTH_EPSILON_M, ValidationConfig
+from physics.manifest import ExportManifest, rotation_angle_deg, z_extent
+from physics.results import Agreement, BodyState, ObjectAgreement, PenetratingPair, SimulatorResult
+from physics.verdict import Observation
+
+
+class MujocoScene:
+    def __init__(self, manifest: ExportManifest):
+        import mujoco
+
+        self.mj = mujoco
+        path = manifest.path("mjcf")
+        if path is None or not path.is_file():
+            raise SceneError(f"{manifest.export_dir}: no MJCF in this export (re-export with --formats ...,mjcf)")
+        self.manifest = manifest
+        self.model = mujoco.MjModel.from_xml_path(str(path))
+        self.data = mujoco.MjData(self.model)
+        m = self.model
+        self.body: dict[str, int] = {}
+        for o in manifest.objects:
+            b = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, o.id)
+            if b < 0:
+                raise SceneError(f"{path}: no body named {o.id!r} (the MJCF does not match export.json)")
+            self.body[o.id] = b
+        self.id_of_body = {b: oid for oid, b in self.body.items()}
+        self.dof = {o.id: int(m.jnt_dofadr[m.body_jntadr[self.body[o.id]]]) for o in manifest.foreground}
+        self.background = {o.id for o in manifest.background}
+        self.colliding = np.flatnonzero((m.geom_contype != 0) | (m.geom_conaffinity != 0))
+        mujoco.mj_forward(m, self.data)
+
+    @property
+    def timestep(self) -> float:
+        return float(self.model.opt.timestep)
+
+    def step(self) -> None:
+        self.mj.mj_step(self.model, self.data)
+
+    def pose(self, oid: str):
+        b = self.body[oid]
+        q = np.asarray(self.data.xquat[b], dtype=float)
+        q = q / np.linalg.norm(q)
+        if q[0] < 0:
+            q = -q
+        return tuple(float(v) for v in self.data.xpos[b]), tuple(float(v) for v in q)
+
+    def speed(self, oid: str) -> tuple[float, float]:
+        dof = self.dof[oid]
+        v = self.data.qvel[dof : dof + 6]
+        return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
+
+    def proximities(self, search: float) -> list[tuple[str, str, float, float]]:
+        """(a, b, geometric distance, z of the unit normal from b towards a) for both orders
+        of every pair of collision geoms of different bodies (not both background) within
+        ``search`` of each other. The normal's z is the derivative of the distance as a is
+        raised, which is well defined for touching and overlapping geoms too."""
+        mj, m, d = self.mj, self.model, self.data
+        geoms = self.colliding
+        body = np.array([self.id_of_body.get(int(m.geom_bodyid[g])) for g in geoms], dtype=object)
+        static = np.array([b is None or b in self.background for b in body])
+        centre = np.asarray(d.geom_xpos[geoms], dtype=float)
+        radius = np.asarray(m.geom_rbound[geoms], dtype=float)
+        gap = np.linalg.norm(centre[:, None, :] - centre[None, :, :], axis=2) - radius[:, None] - radius[None, :]
+        i_idx, j_idx = np.nonzero(np.triu(gap <= search, k=1))
+        out = []
+        delta = 1e-4
+        for i, j in zip(i_idx, j_idx):
+            a, b = body[i], body[j]
+            if a is None or b is None or a == b or (static[i] and static[j]):
+                continue
+            g1, g2 = int(geoms[i]), int(geoms[j])
+            dist = mj.mj_geomDistance(m, d, g1, g2, search + 2 * delta, None)
+            if dist > search:
+                continue
+            d.geom_xpos[g1][2] += delta
+            try:
+                raised = mj.mj_geomDistance(m, d, g1, g2, search + 2 * delta, None)
+            finally:
+                d.geom_xpos[g1][2] -= delta
+            nz = float(np.clip((raised - dist) / delta, -1.0, 1.0))
+            out.append((a, b, float(dist), nz))
+            out.append((b, a, float(dist), -nz))
+        return out
+
+    def states(self, config: ValidationConfig) -> tuple[dict[str, BodyState], list[PenetratingPair]]:
+        near = self.proximities(config.contact_tolerance_m)
+        supported = {a for a, _, dist, nz in near if nz >= config.support_normal_z and dist <= config.contact_tolerance_m}
+        lonely = [o.id for o in self.manifest.foreground if o.id not in supported]
+        far = [c for c in self.proximities(GAP_SEARCH_M) if c[0] in lonely] if lonely else []
+        pts = self.manifest.hull_points
+        pairs: dict[tuple[str, str], float] = {}
+        states = {}
+        for oid in self.body:
+            pos, orn = self.pose(oid)
+            bottom, top = z_extent(pts[oid], pos, orn)
+            mine = [c for c in near if c[0] == oid]
+            below = [c for c in (*mine, *(c for c in far if c[0] == oid)) if c[3] >= config.support_normal_z]
+            support = sorted({c[1] for c in below if c[2] <= config.contact_tolerance_m})
+            gap = min((c[2] for c in below), default=None)
+            depth = max((-c[2] for c in mine if c[2] < -DEPTH_EPSILON_M), default=0.0)
+            states[oid] = BodyState(pos, orn, bottom, top, depth, tuple(support), gap)
+            for a, b, dist, _ in mine:
+                if dist < -DEPTH_EPSILON_M and a < b:
+                    pairs[(a, b)] = max(pairs.get((a, b), 0.0), -dist)
+        return states, [PenetratingPair(a, b, dd) for (a, b), dd in sorted(pairs.items())]
+
+
+def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observation:
+    scene = MujocoScene(manifest)
+    start, pairs_start = scene.states(config)
+    fg = [o.id for o in manifest.foreground]
+    dt = scene.timestep
+    steps = max(1, round(config.seconds / dt))
+    last_moving = {oid: 0.0 for oid in fg}
+    t0 = time.perf_counter()
+    for i in range(steps):
+        scene.step()
+        t = (i + 1) * dt
+        for oid in fg:
+            lin, ang = scene.speed(oid)
+            if lin > config.rest_linear_speed or ang > config.rest_angular_speed:
+                last_moving[oid] = t
+    wall = time.perf_counter() - t0
+    if not (np.all(np.isfinite(scene.data.qpos)) and np.all(np.isfinite(scene.data.qvel))):
+        raise FloatingPointError(f"{manifest.export_dir}: MuJoCo diverged (NaN in the state)")
+    speeds = {oid: scene.speed(oid) for oid in fg}
+    rest, pairs_rest = scene.states(config)
+    moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
+    settle = {oid: None if moving[oid] else last_moving[oid] for oid in fg}
+    return Observation("mujoco", dt, steps, wall, start, rest, speeds, settle, pairs_start, pairs_rest)
+
+
+def compare(pybullet: SimulatorResult, mujoco: SimulatorResult, config: ValidationConfig) -> Agreement:
+    """Per object: how far apart the two rest poses are, and whether both call it stable."""
+    rows = []
+    mj = {o.id: o for o in mujoco.objects}
+    for a in pybullet.objects:
+        b = mj[a.id]
+        dp = float(np.linalg.norm(np.subtract(a.rest_position, b.rest_position)))
+        dr = rotation_angle_deg(a.rest_orientation, b.rest_orientation)
+        same = a.stable == b.stable
+        rows.append(ObjectAgreement(
+            id=a.id, position_difference_m=dp, rotation_difference_deg=dr,
+            drift_difference_m=abs(a.drift_m - b.drift_m), same_verdict=same,
+            agree=same and dp < config.agreement_m and dr < config.agreement_deg,
+        ))
+    n = len(rows)
+    same_scene = pybullet.passed == mujoco.passed
+    return Agreement(
+        objects=rows,
+        max_position_difference_m=max((r.position_difference_m for r in rows), default=0.0),
+        max_rotation_difference_deg=max((r.rotation_difference_deg for r in rows), default=0.0),
+        share_agreeing=sum(r.agree for r in rows) / n if n else 1.0,
+        same_scene_verdict=same_scene,
+        agree=same_scene and all(r.agree for r in rows),
+    )
