@@ -141,15 +141,24 @@ class BulletWorld:
                 out.append(Proximity(b, a, d, tuple(-normal), tuple(pt[5])))
         return out
 
-    def states(self, search: float = GAP_SEARCH_M) -> tuple[dict[str, BodyState], list[PenetratingPair]]:
-        """The state of every body and every overlapping pair (any depth), now."""
+    def states(self) -> tuple[dict[str, BodyState], list[PenetratingPair]]:
+        """The state of every body and every overlapping pair, now. Bodies with nothing
+        within the contact tolerance below them are searched again up to GAP_SEARCH_M down
+        for ``gap_below``."""
         cfg = self.config
-        prox = self.proximities(search)
+        near = self.proximities(cfg.contact_tolerance_m)
+        supported = {q.a for q in near if q.normal[2] >= cfg.support_normal_z and q.distance_m <= cfg.contact_tolerance_m}
+        lonely = [o.id for o in self.manifest.foreground if o.id not in supported]
+        far = [q for q in self.proximities(GAP_SEARCH_M, lonely) if q.a in lonely] if lonely else []
         by_a: dict[str, list[Proximity]] = {oid: [] for oid in self.bodies}
-        for q in prox:
+        for q in near:
             by_a[q.a].append(q)
+        below_far: dict[str, list[Proximity]] = {oid: [] for oid in lonely}
+        for q in far:
+            if q.normal[2] >= cfg.support_normal_z:
+                below_far[q.a].append(q)
         pairs: dict[tuple[str, str], float] = {}
-        for q in prox:
+        for q in near:
             if q.distance_m < -DEPTH_EPSILON_M and q.a < q.b:
                 key = (q.a, q.b)
                 pairs[key] = max(pairs.get(key, 0.0), -q.distance_m)
@@ -158,7 +167,7 @@ class BulletWorld:
             pos, orn = self.pose(oid)
             bottom, top = z_extent(self.manifest.hull_points[oid], pos, orn)
             mine = by_a[oid]
-            below = [q for q in mine if q.normal[2] >= cfg.support_normal_z]
+            below = [q for q in mine if q.normal[2] >= cfg.support_normal_z] + below_far.get(oid, [])
             support = sorted({q.b for q in below if q.distance_m <= cfg.contact_tolerance_m})
             gap = min((q.distance_m for q in below), default=None)
             depth = max((-q.distance_m for q in mine if q.distance_m < -DEPTH_EPSILON_M), default=0.0)

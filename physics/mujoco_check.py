@@ -68,6 +68,12 @@ class MujocoScene:
         v = self.data.qvel[dof : dof + 6]
         return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
 
+    def speeds(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(linear, angular) speeds of ``ids`` at once (free joints: 3 linear then 3 angular dofs)."""
+        dofs = np.array([self.dof[oid] for oid in ids], dtype=int).reshape(-1, 1)
+        v = np.asarray(self.data.qvel)[dofs + np.arange(6)]
+        return np.linalg.norm(v[:, :3], axis=1), np.linalg.norm(v[:, 3:], axis=1)
+
     def proximities(self, search: float) -> list[tuple[str, str, float, float]]:
         """(a, b, geometric distance, z of the unit normal from b towards a) for both orders
         of every pair of collision geoms of different bodies (not both background) within
@@ -130,23 +136,26 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
     fg = [o.id for o in manifest.foreground]
     dt = scene.timestep
     steps = max(1, round(config.seconds / dt))
-    last_moving = {oid: 0.0 for oid in fg}
+    last_moving = np.zeros(len(fg))
     t0 = time.perf_counter()
     for i in range(steps):
         scene.step()
-        t = (i + 1) * dt
-        for oid in fg:
-            lin, ang = scene.speed(oid)
-            if lin > config.rest_linear_speed or ang > config.rest_angular_speed:
-                last_moving[oid] = t
+        if fg:
+            lin, ang = scene.speeds(fg)
+            last_moving[(lin > config.rest_linear_speed) | (ang > config.rest_angular_speed)] = (i + 1) * dt
     wall = time.perf_counter() - t0
-    if not (np.all(np.isfinite(scene.data.qpos)) and np.all(np.isfinite(scene.data.qvel))):
-        raise FloatingPointError(f"{manifest.export_dir}: MuJoCo diverged (NaN in the state)")
+    bad = {w: int(scene.data.warning[getattr(scene.mj.mjtWarning, w)].number)
+           for w in ("mjWARN_BADQACC", "mjWARN_BADQPOS", "mjWARN_BADQVEL")}
+    diverged = None  # MuJoCo resets a diverged state to the initial pose: its "rest" would look perfect
+    if any(bad.values()):
+        diverged = "MuJoCo reported " + ", ".join(f"{w} x{n}" for w, n in bad.items() if n)
+    elif not (np.all(np.isfinite(scene.data.qpos)) and np.all(np.isfinite(scene.data.qvel))):
+        diverged = "non-finite MuJoCo state"
     speeds = {oid: scene.speed(oid) for oid in fg}
     rest, pairs_rest = scene.states(config)
     moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
-    settle = {oid: None if moving[oid] else last_moving[oid] for oid in fg}
-    return Observation("mujoco", dt, steps, wall, start, rest, speeds, settle, pairs_start, pairs_rest)
+    settle = {oid: None if moving[oid] else float(last_moving[k]) for k, oid in enumerate(fg)}
+    return Observation("mujoco", dt, steps, wall, start, rest, speeds, settle, pairs_start, pairs_rest, diverged)
 
 
 def compare(pybullet: SimulatorResult, mujoco: SimulatorResult, config: ValidationConfig) -> Agreement:

@@ -28,6 +28,7 @@ class Observation:
     settle_times: dict[str, float | None]  # foreground id -> time it came to rest for good
     pairs_start: list[PenetratingPair]  # every overlapping pair, any depth
     pairs_rest: list[PenetratingPair]
+    diverged: str | None = None  # why the simulation blew up, if it did
 
 
 def _cm(m: float) -> str:
@@ -113,6 +114,8 @@ def judge(manifest: ExportManifest, obs: Observation, floor: Floor, config: Vali
     floating = [o.id for o in objects if o.floating]
     if floating:
         failures.append(f"floating at t=0 (no support within {_mm(config.contact_tolerance_m)}): {', '.join(floating)}")
+    if obs.diverged:
+        failures.append(f"the simulation diverged: {obs.diverged}")
 
     simulated = obs.steps * obs.timestep_s
     return SimulatorResult(

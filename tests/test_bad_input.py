@@ -154,3 +154,14 @@ def test_export_refuses_to_overwrite_the_scene_dir_or_a_foreign_folder(tmp_path)
     with pytest.raises(SceneError, match="refusing to replace it"):
         export_scene(scene_dir, foreign, FAST)
     assert (foreign / "cat.jpg").read_bytes() == b"meow"
+
+
+@pytest.mark.slow
+def test_a_mesh_over_a_million_faces_is_decimated_with_a_warning(tmp_path):
+    ball = trimesh.creation.icosphere(subdivisions=8, radius=0.1)  # 1,310,720 faces
+    assert len(ball.faces) > 1_000_000
+    result = export_scene(_scene(tmp_path, {"ball": ("ball", ball)}), tmp_path / "export", FAST)
+    obj = result.objects[0]
+    assert any("exceed 1000000; decimated" in w for w in result.warnings)
+    assert len(obj.visual.faces) <= 1_000_000 and is_closed_volume(obj.solid)
+    assert obj.solid.volume == pytest.approx(4 / 3 * np.pi * 0.1**3, rel=0.01)

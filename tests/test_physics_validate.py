@@ -320,3 +320,17 @@ def test_report_numbers_use_no_negative_zero(resting, tmp_path):
     md = paths.markdown.read_text()
     assert not re.search(r"\| -0\.0+ \|", md)
     assert "MuJoCo cross-check skipped" in md
+
+
+def test_settle_says_which_objects_it_cannot_fix(tmp_path):
+    scene, export = make(tmp_path, [
+        Placement("cube_1", "cube", (0.0, 0.0)),
+        Placement("stray", "cube", (3.0, 0.0), z=0.5),  # beyond the 2 m floor: nothing can hold it
+    ])
+    initial, final = settle_scene(export, scene, export_config=QUICK)
+    assert not initial.passed and not final.passed
+    unresolved = {u.id: u for u in final.settle.unresolved}
+    assert list(unresolved) == ["stray"]
+    assert any("fell below the floor" in r for r in unresolved["stray"].reasons)
+    assert any(r.startswith("PyBullet:") for r in unresolved["stray"].reasons)
+    assert load_scene(scene).get("stray").pose.position == (3.0, 0.0, 0.5)  # not written back
