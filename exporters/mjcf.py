@@ -41,6 +41,7 @@ from exporters.config import ExportConfig
 from exporters.layout import MJCF_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
+from hiscene_sim.scene import quaternion_from_rotation
 from hiscene_sim.atomic import atomic_write_bytes
 
 TIMESTEP = 0.002  # s
@@ -99,15 +100,6 @@ def restitution_dampratio(restitution: float) -> float:
     return -log_e / math.sqrt(math.pi**2 + log_e**2)
 
 
-def _quat_from_matrix(rotation: np.ndarray) -> np.ndarray:
-    """Unit quaternion [w, x, y, z] (w >= 0) of a 3x3 rotation matrix."""
-    m = np.eye(4)
-    m[:3, :3] = rotation
-    q = np.asarray(trimesh.transformations.quaternion_from_matrix(m), dtype=np.float64)
-    q /= np.linalg.norm(q)
-    return -q if q[0] < 0 else q
-
-
 def _unit_quat(q) -> np.ndarray:
     q = np.asarray(q, dtype=np.float64)
     n = np.linalg.norm(q)
@@ -129,7 +121,7 @@ def inertial_attributes(obj: PreparedObject) -> dict[str, str]:
         moments[order[2]] = a + b
     return {
         "pos": _vec(obj.mass.center_of_mass),
-        "quat": _vec(_quat_from_matrix(axes)),
+        "quat": _vec(quaternion_from_rotation(axes)),
         "mass": _num(obj.mass.mass),
         "diaginertia": _vec(moments),
     }

@@ -27,6 +27,7 @@ from exporters.config import ExportConfig
 from exporters.layout import USD_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
+from hiscene_sim.scene import quaternion_from_rotation
 
 SEMANTIC_TAXONOMY = "class"
 OLD_SEMANTICS_NAME = "Semantics"  # Isaac Sim < 5.0: SemanticsAPI:Semantics
@@ -37,15 +38,6 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
     UsdPreviewSurface colour inputs are linear."""
     c = np.asarray(c, dtype=np.float64)
     return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-
-
-def quat_from_matrix(r: np.ndarray) -> tuple[float, float, float, float]:
-    """[w, x, y, z] (w >= 0) of a proper rotation matrix (column-vector convention)."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(np.asarray(r, dtype=np.float64)).as_quat()
-    q = np.array([w, x, y, z])
-    return tuple(float(v) for v in (-q if q[0] < 0 else q))
 
 
 class WeldedSurface:
@@ -190,7 +182,7 @@ def _write_mass(prim: Usd.Prim, obj: PreparedObject) -> None:
     mass = UsdPhysics.MassAPI.Apply(prim)
     props = obj.mass
     moments, axes = props.principal_axes()
-    w, x, y, z = quat_from_matrix(axes)  # principal frame -> body frame: I = R diag(m) R^T
+    w, x, y, z = quaternion_from_rotation(axes)  # principal frame -> body frame: I = R diag(m) R^T
     mass.CreateMassAttr(float(props.mass))
     mass.CreateCenterOfMassAttr(Gf.Vec3f(*props.center_of_mass))
     mass.CreateDiagonalInertiaAttr(Gf.Vec3f(*(float(m) for m in moments)))

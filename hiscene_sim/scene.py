@@ -34,6 +34,15 @@ class SceneError(ValueError):
     """A scene dir or scene.json that cannot be used; the message names the file and the problem."""
 
 
+def quaternion_from_rotation(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """Unit quaternion ``[w, x, y, z]`` with w >= 0 of a proper 3x3 rotation matrix."""
+    from scipy.spatial.transform import Rotation
+
+    x, y, z, w = Rotation.from_matrix(np.asarray(rotation, dtype=np.float64)).as_quat()
+    q = np.array([w, x, y, z])
+    return tuple(float(v) for v in (-q if q[0] < 0 else q))
+
+
 @dataclass(frozen=True)
 class Pose:
     """Object-to-world transform: world = position + R(orientation) @ (scale * local)."""
@@ -76,7 +85,6 @@ class Pose:
         (negative determinant) is expressed as a negative x scale.
         """
         from scipy.linalg import polar
-        from scipy.spatial.transform import Rotation
 
         matrix = np.asarray(matrix, dtype=float)
         if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
@@ -89,13 +97,9 @@ class Pose:
             scale[0] *= -1
         if np.any(np.abs(scale) < 1e-12):
             raise SceneError(f"transform has a zero scale: {matrix.tolist()}")
-        x, y, z, w = Rotation.from_matrix(rot).as_quat()
-        q = np.array([w, x, y, z])
-        if q[0] < 0:
-            q = -q
         return Pose(
             position=tuple(float(v) for v in matrix[:3, 3]),
-            orientation=tuple(float(v) for v in q),
+            orientation=quaternion_from_rotation(rot),
             scale=tuple(float(v) for v in scale),
         )
 

@@ -101,9 +101,17 @@ class ExportManifest:
         """object id -> (n, 3) vertices of all its collision hulls, in its local frame."""
         out = {}
         for o in self.objects:
-            pts = [np.asarray(trimesh.load(self.export_dir / h, force="mesh", process=False).vertices) for h in o.hulls]
+            pts = [obj_vertices(self.export_dir / h) for h in o.hulls]
             out[o.id] = np.concatenate(pts) if pts else np.zeros((0, 3))
         return out
+
+
+def obj_vertices(path: Path) -> np.ndarray:
+    """The ``v`` lines of an OBJ file as an (n, 3) array (a hull file has nothing else we need)."""
+    rows = [line.split()[1:4] for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("v ")]
+    if not rows:
+        return np.asarray(trimesh.load(path, force="mesh", process=False).vertices, dtype=float)
+    return np.asarray(rows, dtype=float)
 
 
 def _vec(value, n: int, where: str) -> tuple[float, ...]:
