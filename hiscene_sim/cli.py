@@ -149,8 +149,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = _run_export(paths.scene_dir, paths.export_dir, _export_config(args))
     print(f"3. exported to {paths.export_dir}")
     _print_export(result)
+    from physics.commands import demo_validation
+
+    report = demo_validation(paths.export_dir, paths.scene_dir)
     print(f"done in {time.perf_counter() - t0:.1f} s. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
-    return 0
+    return 0 if report.passed else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -173,9 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="build a desk scene from pybullet_data meshes, import and export it",
-                       description="Build a desk scene from real pybullet_data meshes (GLB), import it into a scene dir "
-                       "and export it for PyBullet / MuJoCo / Isaac Sim. " + EXPORT_BACKENDS)
+    p = sub.add_parser("demo", help="build a desk scene from pybullet_data meshes, import, export and validate it",
+                       description="Build a desk scene from real pybullet_data meshes (GLB), import it into a scene dir, "
+                       "export it for PyBullet / MuJoCo / Isaac Sim, then settle and validate it in PyBullet and MuJoCo "
+                       "(exit status 1 if validation fails). " + EXPORT_BACKENDS)
     p.add_argument("--out", type=Path, default=Path("hiscene-demo"), help="output folder (default ./hiscene-demo)")
     _add_export_options(p)
     p.set_defaults(func=cmd_demo)
@@ -194,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     _add_export_options(p)
     p.set_defaults(func=cmd_export)
+
+    from physics.commands import add_validate_parser
+
+    add_validate_parser(sub)
 
     p = sub.add_parser("info", help="print a scene dir's objects")
     p.add_argument("scene_dir", type=Path)

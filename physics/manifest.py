@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from exporters.config import CollisionConfig
 from exporters.layout import MANIFEST
 from hiscene_sim.scene import SceneError
 
@@ -52,7 +53,7 @@ class ExportManifest:
     formats: tuple[str, ...]
     files: dict[str, str]  # format -> scene-level file, relative to export_dir
     objects: tuple[ExportedObject, ...]
-    collision_config: dict
+    collision: CollisionConfig  # the CoACD settings it was exported with
     static_friction: float
     dynamic_friction: float
     restitution: float
@@ -79,7 +80,7 @@ class ExportManifest:
         """The ExportConfig this export was made with, as far as export.json records it:
         formats, CoACD settings, friction, restitution, and every density that differs from
         the density table as a per-label override (so each object keeps its mass)."""
-        from exporters.config import CollisionConfig, ExportConfig
+        from exporters.config import ExportConfig
         from exporters.mass import MIN_MASS
         from exporters.materials import density_for_label
 
@@ -89,10 +90,8 @@ class ExportManifest:
                 continue
             if not math.isclose(density_for_label(o.label)[0], o.density, rel_tol=1e-9):
                 densities[o.label] = o.density  # an override (or --default-density): keep it per label
-        known = set(CollisionConfig.__dataclass_fields__)
-        collision = CollisionConfig(**{k: v for k, v in self.collision_config.items() if k in known})
         return ExportConfig(
-            formats=self.formats, collision=collision, densities=densities,
+            formats=self.formats, collision=self.collision, densities=densities,
             static_friction=self.static_friction, dynamic_friction=self.dynamic_friction, restitution=self.restitution,
         )
 
@@ -118,6 +117,11 @@ def _vec(value, n: int, where: str) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != n or not all(isinstance(v, (int, float)) for v in value):
         raise SceneError(f"{where}: expected {n} numbers, got {value!r}")
     return tuple(float(v) for v in value)
+
+
+def _collision_config(data: dict) -> CollisionConfig:
+    known = set(CollisionConfig.__dataclass_fields__)
+    return CollisionConfig(**{k: v for k, v in data.items() if k in known})
 
 
 def read_manifest(export_dir: str | Path) -> ExportManifest:
@@ -148,7 +152,7 @@ def read_manifest(export_dir: str | Path) -> ExportManifest:
             formats=tuple(data.get("formats", ())),
             files=dict(data.get("files", {})),
             objects=tuple(objects),
-            collision_config=dict(data.get("collision_config", {})),
+            collision=_collision_config(data.get("collision_config", {})),
             static_friction=float(first.get("static_friction", 0.8)),
             dynamic_friction=float(first.get("dynamic_friction", 0.6)),
             restitution=float(first.get("restitution", 0.0)),

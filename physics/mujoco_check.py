@@ -159,16 +159,24 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
 
 
 def compare(pybullet: SimulatorResult, mujoco: SimulatorResult, config: ValidationConfig) -> Agreement:
-    """Per object: how far apart the two rest poses are, and whether both call it stable."""
+    """Per object: how differently the two simulators moved it (displacement from the start,
+    each simulator's contact offset removed, and rest orientation), and whether both call it
+    stable."""
     rows = []
     mj = {o.id: o for o in mujoco.objects}
+
+    def displacement(o):
+        return np.subtract(o.rest_position, np.add(o.start_position, (0.0, 0.0, o.contact_offset_m)))
+
     for a in pybullet.objects:
         b = mj[a.id]
-        dp = float(np.linalg.norm(np.subtract(a.rest_position, b.rest_position)))
+        dp = float(np.linalg.norm(displacement(a) - displacement(b)))
         dr = rotation_angle_deg(a.rest_orientation, b.rest_orientation)
         same = a.stable == b.stable
         rows.append(ObjectAgreement(
-            id=a.id, position_difference_m=dp, rotation_difference_deg=dr,
+            id=a.id, position_difference_m=dp,
+            rest_distance_m=float(np.linalg.norm(np.subtract(a.rest_position, b.rest_position))),
+            rotation_difference_deg=dr,
             drift_difference_m=abs(a.drift_m - b.drift_m), same_verdict=same,
             agree=same and dp < config.agreement_m and dr < config.agreement_deg,
         ))

@@ -77,10 +77,10 @@ def _name(sim: SimulatorResult) -> str:
 
 SCENE_HEADER = ["simulator", "objects", "stable", "stable share", "collision pairs at t=0", "time to settle (s)",
                 "timestep (s)", "simulated (s)", "wall (s)", "sim s / wall s", "verdict"]
-OBJECT_HEADER = ["id", "label", "drift (mm)", "rotation (deg)", "penetration t=0 (mm)", "penetration rest (mm)",
+OBJECT_HEADER = ["id", "label", "contact offset (mm)", "drift (mm)", "rotation (deg)", "penetration t=0 (mm)", "penetration rest (mm)",
                  "gap below t=0 (mm)", "speed (m/s)", "angular (rad/s)", "settle (s)", "support t=0", "support at rest",
                  "stable", "issues"]
-AGREEMENT_HEADER = ["id", "position difference (mm)", "rotation difference (deg)", "drift difference (mm)",
+AGREEMENT_HEADER = ["id", "motion difference (mm)", "rest distance (mm)", "rotation difference (deg)", "drift difference (mm)",
                     "same verdict", "agree"]
 
 
@@ -95,7 +95,7 @@ def _scene_row(sim: SimulatorResult) -> list[str]:
 
 def _object_rows(sim: SimulatorResult) -> list[list[str]]:
     return [[
-        o.id, o.label, _num(o.drift_m, MM), _num(o.rotation_deg), _num(o.penetration_start_m, MM),
+        o.id, o.label, _num(o.contact_offset_m, MM), _num(o.drift_m, MM), _num(o.rotation_deg), _num(o.penetration_start_m, MM),
         _num(o.penetration_rest_m, MM), _num(o.gap_below_start_m, MM), _num(o.linear_speed, 1.0, 4),
         _num(o.angular_speed, 1.0, 4), _num(o.settle_time_s, 1.0, 3), ", ".join(o.support_start) or "-",
         ", ".join(o.support_rest) or "-", "yes" if o.stable else "no", ", ".join(o.codes) or "-",
@@ -111,12 +111,12 @@ def render_markdown(report: ValidationReport) -> str:
         f"**Verdict: {report.verdict}**",
         "",
         f"- export: `{report.export_dir}`",
-        f"- drop test: {cfg['seconds']:g} s with gravity; PyBullet at {cfg['hz']:g} Hz, MuJoCo at the MJCF's timestep",
-        f"- stable: drift < {cfg['max_drift_m'] * 100:g} cm and rotation < {cfg['max_rotation_deg']:g} deg from the "
-        f"exported pose, at rest at the end (< {cfg['rest_linear_speed']:g} m/s, < {cfg['rest_angular_speed']:g} rad/s), "
+        f"- drop test: {cfg.seconds:g} s with gravity; PyBullet at {cfg.hz:g} Hz, MuJoCo at the MJCF's timestep",
+        f"- stable: drift < {cfg.max_drift_m * 100:g} cm and rotation < {cfg.max_rotation_deg:g} deg from the "
+        f"exported pose, at rest at the end (< {cfg.rest_linear_speed:g} m/s, < {cfg.rest_angular_speed:g} rad/s), "
         "on the floor, on its support",
-        f"- collision pair: overlap > {cfg['max_penetration_m'] * MM:g} mm at t=0; floating: nothing within "
-        f"{cfg['contact_tolerance_m'] * MM:g} mm below at t=0",
+        f"- collision pair: overlap > {cfg.max_penetration_m * MM:g} mm at t=0; floating: nothing within "
+        f"{cfg.contact_tolerance_m * MM:g} mm below at t=0",
         "",
     ]
     if report.failures:
@@ -134,13 +134,16 @@ def render_markdown(report: ValidationReport) -> str:
         ag = report.agreement
         lines += [
             "## PyBullet vs MuJoCo", "",
-            f"Rest poses agree within {cfg['agreement_m'] * 100:g} cm / {cfg['agreement_deg']:g} deg for "
+            f"The two simulators move the objects alike (displacement to rest within {cfg.agreement_m * 100:g} cm, "
+            f"rest orientation within {cfg.agreement_deg:g} deg, same verdict) for "
             f"{_num(ag.share_agreeing * 100, 1.0, 1)} % of the objects; largest difference "
             f"{_num(ag.max_position_difference_m, MM)} mm, {_num(ag.max_rotation_difference_deg)} deg; "
-            f"same scene verdict: {'yes' if ag.same_scene_verdict else 'no'}.", "",
+            f"same scene verdict: {'yes' if ag.same_scene_verdict else 'no'}. The rest distance includes "
+            "PyBullet's contact offset.", "",
         ]
         lines += _table(AGREEMENT_HEADER, [[
-            r.id, _num(r.position_difference_m, MM), _num(r.rotation_difference_deg), _num(r.drift_difference_m, MM),
+            r.id, _num(r.position_difference_m, MM), _num(r.rest_distance_m, MM), _num(r.rotation_difference_deg),
+            _num(r.drift_difference_m, MM),
             "yes" if r.same_verdict else "no", "yes" if r.agree else "no",
         ] for r in ag.objects]) + [""]
     if report.settle is not None:

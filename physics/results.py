@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from physics.config import ValidationConfig
+
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]
 
@@ -59,9 +61,11 @@ class ObjectResult:
     start_orientation: Quat
     rest_position: Vec3
     rest_orientation: Quat
-    drift_m: float  # translation, exported pose -> rest
-    rotation_deg: float  # rotation, exported pose -> rest
-    height_change_m: float  # rest z - start z of the object frame
+    contact_offset_m: float  # PyBullet: how far its hull padding lifts the object (the start is raised
+    #   by it before stepping, see physics.pybullet_check); 0 in MuJoCo
+    drift_m: float  # translation, start pose (+ contact offset) -> rest
+    rotation_deg: float  # rotation, start pose -> rest
+    height_change_m: float  # rest z - start z (+ contact offset) of the object frame
     penetration_start_m: float
     penetration_rest_m: float
     gap_below_start_m: float | None
@@ -112,7 +116,8 @@ class SimulatorResult:
 @dataclass
 class ObjectAgreement:
     id: str
-    position_difference_m: float  # between the two rest positions
+    position_difference_m: float  # between the two displacements start -> rest (contact offsets removed)
+    rest_distance_m: float  # between the two rest positions as they are
     rotation_difference_deg: float  # between the two rest orientations
     drift_difference_m: float  # |drift in PyBullet - drift in MuJoCo|
     same_verdict: bool  # stable in both or unstable in both
@@ -178,7 +183,7 @@ class ValidationReport:
     version: int
     scene: str
     export_dir: str
-    config: dict  # ValidationConfig as a dict
+    config: ValidationConfig
     pybullet: SimulatorResult
     mujoco: SimulatorResult | None
     agreement: Agreement | None

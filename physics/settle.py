@@ -10,8 +10,9 @@ One repair round, in PyBullet on the export's own URDFs (``repair_poses``):
    up, side by side both move apart horizontally, half each; repeated until no pair
    overlaps by more than 0.1 mm;
 3. drop every object straight down onto what is below it, lowest first;
-4. simulate to rest (gravity, same step as the drop test) until everything rested
-   ``settle_rest_seconds`` or ``settle_max_seconds`` passed;
+4. simulate to rest (gravity, same step as the drop test, the start raised by the contact
+   offsets of ``physics.pybullet_check``) until everything rested ``settle_rest_seconds``
+   or ``settle_max_seconds`` passed;
 5. drop again, lowest first: PyBullet rests bodies on hulls padded by the collision margin
    (2 mm per contact), so rest poses float; this puts them back on the actual geometry,
    ``settle_clearance_m`` above it.
@@ -40,6 +41,7 @@ import numpy as np
 from physics.bullet import BulletWorld
 from physics.config import ValidationConfig
 from physics.manifest import ExportManifest, find_floor, read_manifest, rotation_angle_deg
+from physics.pybullet_check import contact_offsets
 from physics.results import ObjectMove, SettleIteration, SettleResult, UnresolvedObject, ValidationReport
 from physics.validate import validate_export
 
@@ -65,7 +67,7 @@ def _cm(m: float) -> str:
 
 
 def _separate(world: BulletWorld, fg: list[str], config: ValidationConfig, actions: dict[str, list[str]]) -> None:
-    pushed: dict[tuple[str, str], float] = defaultdict(float)
+    overlap: dict[tuple[str, str], float] = {}  # pair -> depth when first seen
     for _ in range(SEPARATION_ROUNDS):
         deepest: dict[tuple[str, str], tuple[float, np.ndarray]] = {}
         for q in world.proximities(0.0, fg):
@@ -78,7 +80,7 @@ def _separate(world: BulletWorld, fg: list[str], config: ValidationConfig, actio
         moves: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(3))
         for (a, b), (dist, n) in deepest.items():  # n: from b towards a
             need = -dist + config.settle_clearance_m
-            pushed[(a, b)] += need
+            overlap.setdefault((a, b), -dist)
             a_free, b_free = a not in world.background, b not in world.background
             if not b_free:
                 moves[a] += n * need
@@ -95,7 +97,7 @@ def _separate(world: BulletWorld, fg: list[str], config: ValidationConfig, actio
                 moves[b] -= shift
         for oid, delta in moves.items():
             world.move(oid, delta)
-    for (a, b), amount in pushed.items():
+    for (a, b), amount in overlap.items():
         for oid, other in ((a, b), (b, a)):
             if oid not in world.background:
                 actions[oid].append(f"separated from {other} (overlap {_cm(amount)})")
@@ -107,8 +109,11 @@ def _drop(world: BulletWorld, oid: str, config: ValidationConfig) -> tuple[float
     total = 0.0
     support: list[str] = []
     for _ in range(DROP_STEPS):
-        near = [q for q in world.proximities(DROP_SEARCH_M, [oid]) if q.a == oid]
-        below = [q for q in near if q.normal[2] >= config.support_normal_z]
+        for search in (2.0 * config.contact_tolerance_m, DROP_SEARCH_M):  # near first: most objects rest already
+            near = [q for q in world.proximities(search, [oid]) if q.a == oid]
+            below = [q for q in near if q.normal[2] >= config.support_normal_z]
+            if below:
+                break
         if not below:
             break
         gap = min(q.distance_m for q in below)
@@ -166,6 +171,9 @@ def repair_poses(manifest: ExportManifest, config: ValidationConfig) -> RepairPl
                     actions[oid].append(f"raised {_cm(floor.z - bottom)} out of the floor")
         _separate(world, fg, config, actions)
         _drop_all(world, fg, config, actions)
+        for oid, dz in contact_offsets(world).items():  # start on the padded hulls: no pop-up (see pybullet_check)
+            if dz > 0.0:
+                world.move(oid, (0.0, 0.0, dz))
         simulated, still_moving = _simulate_to_rest(world, fg, config)
         _drop_all(world, fg, config, None)
         after = {oid: world.pose(oid) for oid in fg}

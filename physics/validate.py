@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from physics.config import ValidationConfig
@@ -52,10 +51,12 @@ def validate_export(export_dir: str | Path, config: ValidationConfig | None = No
     notes.append(
         "PyBullet pads every hull by its collision margin "
         f"({config.pybullet_hull_margin * 1000:g} mm): resting bodies float "
-        f"{2 * config.pybullet_hull_margin * 1000:g} mm per contact layer; distances here are geometric"
+        f"{2 * config.pybullet_hull_margin * 1000:g} mm per contact layer. Distances and penetrations here are "
+        "geometric (padding removed), and PyBullet's drift is measured from the start raised by that float "
+        "(the contact offset column)"
     )
     return ValidationReport(
         format=REPORT_FORMAT, version=REPORT_VERSION, scene=manifest.scene, export_dir=str(export_dir.resolve()),
-        config=asdict(config), pybullet=pybullet, mujoco=mujoco, agreement=agreement, settle=None,
+        config=config, pybullet=pybullet, mujoco=mujoco, agreement=agreement, settle=None,
         passed=not failures, failures=failures, notes=notes, seconds={k: round(v, 4) for k, v in seconds.items()},
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,6 +29,8 @@ class Observation:
     pairs_start: list[PenetratingPair]  # every overlapping pair, any depth
     pairs_rest: list[PenetratingPair]
     diverged: str | None = None  # why the simulation blew up, if it did
+    contact_offsets: dict[str, float] = field(default_factory=dict)  # id -> z the start was raised by before
+    #   stepping (PyBullet's hull padding, see physics.pybullet_check); drift is measured from there
 
 
 def _cm(m: float) -> str:
@@ -40,10 +42,11 @@ def _mm(m: float) -> str:
 
 
 def judge_object(oid: str, label: str, start: BodyState, rest: BodyState, speed: tuple[float, float],
-                 settle_time: float | None, floor: Floor, config: ValidationConfig) -> ObjectResult:
-    drift = float(np.linalg.norm(np.subtract(rest.position, start.position)))
+                 settle_time: float | None, floor: Floor, config: ValidationConfig, offset: float = 0.0) -> ObjectResult:
+    origin = np.add(start.position, (0.0, 0.0, offset))
+    drift = float(np.linalg.norm(np.subtract(rest.position, origin)))
     rotation = rotation_angle_deg(start.orientation, rest.orientation)
-    height_change = float(rest.position[2] - start.position[2])
+    height_change = float(rest.position[2] - origin[2])
     lin, ang = speed
     issues: list[Issue] = []
 
@@ -76,7 +79,7 @@ def judge_object(oid: str, label: str, start: BodyState, rest: BodyState, speed:
     return ObjectResult(
         id=oid, label=label,
         start_position=start.position, start_orientation=start.orientation,
-        rest_position=rest.position, rest_orientation=rest.orientation,
+        rest_position=rest.position, rest_orientation=rest.orientation, contact_offset_m=offset,
         drift_m=drift, rotation_deg=rotation, height_change_m=height_change,
         penetration_start_m=start.penetration_m, penetration_rest_m=rest.penetration_m,
         gap_below_start_m=start.gap_below_m,
@@ -89,7 +92,8 @@ def judge_object(oid: str, label: str, start: BodyState, rest: BodyState, speed:
 
 def judge(manifest: ExportManifest, obs: Observation, floor: Floor, config: ValidationConfig) -> SimulatorResult:
     objects = [
-        judge_object(o.id, o.label, obs.start[o.id], obs.rest[o.id], obs.speeds[o.id], obs.settle_times[o.id], floor, config)
+        judge_object(o.id, o.label, obs.start[o.id], obs.rest[o.id], obs.speeds[o.id], obs.settle_times[o.id], floor,
+                     config, obs.contact_offsets.get(o.id, 0.0))
         for o in manifest.foreground
     ]
     deep_start = sorted((p for p in obs.pairs_start if p.depth_m > config.max_penetration_m), key=lambda p: -p.depth_m)

@@ -246,6 +246,7 @@ def test_report_files_exist_and_match_validation_json(tmp_path):
         for o in data[key]["objects"]:
             row = rows[o["id"]]
             close(row["drift (mm)"], o["drift_m"], 1000)
+            close(row["contact offset (mm)"], o["contact_offset_m"], 1000)
             close(row["rotation (deg)"], o["rotation_deg"])
             close(row["penetration t=0 (mm)"], o["penetration_start_m"], 1000)
             close(row["gap below t=0 (mm)"], o["gap_below_start_m"], 1000)
@@ -263,7 +264,8 @@ def test_report_files_exist_and_match_validation_json(tmp_path):
         assert scene_rows[name]["verdict"] == ("PASS" if sim["passed"] else "FAIL")
     for row in table("PyBullet vs MuJoCo"):
         rec = next(r for r in data["agreement"]["objects"] if r["id"] == row["id"])
-        close(row["position difference (mm)"], rec["position_difference_m"], 1000)
+        close(row["motion difference (mm)"], rec["position_difference_m"], 1000)
+        close(row["rest distance (mm)"], rec["rest_distance_m"], 1000)
         close(row["rotation difference (deg)"], rec["rotation_difference_deg"])
     for image in data["images"].values():
         assert f"]({image})" in md
@@ -334,3 +336,18 @@ def test_settle_says_which_objects_it_cannot_fix(tmp_path):
     assert any("fell below the floor" in r for r in unresolved["stray"].reasons)
     assert any(r.startswith("PyBullet:") for r in unresolved["stray"].reasons)
     assert load_scene(scene).get("stray").pose.position == (3.0, 0.0, 0.5)  # not written back
+
+
+def test_tall_stack_at_rest_passes_despite_pybullet_padding(tmp_path):
+    """Six jenga blocks stacked: PyBullet floats each 2 mm on its padded hulls (1.2 cm at the
+    top, past the 1 cm limit); the contact offset takes that out, so only real motion counts."""
+    blocks = [Placement("block_0", "jenga", (0.0, 0.0))]
+    blocks += [Placement(f"block_{i}", "jenga", (0.0, 0.0), (0.0, 0.0, 90.0 * (i % 2)), on=f"block_{i - 1}") for i in range(1, 6)]
+    _, export = make(tmp_path, blocks)
+    report = validate_export(export)
+    assert report.passed, report.failures
+    top = report.pybullet.get("block_5")
+    assert top.contact_offset_m == pytest.approx(6 * 2 * PYBULLET_HULL_MARGIN, abs=1e-5)
+    assert top.rest_position[2] - top.start_position[2] == pytest.approx(0.012, abs=1e-3)  # the padding float
+    assert top.drift_m < 0.001 and report.mujoco.get("block_5").drift_m < 0.001
+    assert report.agreement.max_position_difference_m < 0.001
