@@ -15,6 +15,7 @@ from the collision shapes.
 from __future__ import annotations
 
 import os
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -48,7 +49,10 @@ def urdf_tree(obj: PreparedObject, files: ObjectFiles, urdf_dir: str, config: Ex
 
     inertial = ET.SubElement(link, "inertial")
     moments, axes = obj.mass.principal_axes()
-    rpy = Rotation.from_matrix(axes).as_euler("xyz")  # URDF rpy = fixed-axis roll, pitch, yaw
+    with warnings.catch_warnings():
+        # at gimbal lock scipy zeroes the third angle; the angles still give the same rotation
+        warnings.simplefilter("ignore", UserWarning)
+        rpy = Rotation.from_matrix(axes).as_euler("xyz")  # URDF rpy = fixed-axis roll, pitch, yaw
     ET.SubElement(inertial, "origin", xyz=_fmt(obj.mass.center_of_mass), rpy=_fmt(rpy))
     mass = 0.0 if obj.is_background else obj.mass.mass
     ET.SubElement(inertial, "mass", value=f"{mass:.9g}")
