@@ -1,0 +1,203 @@
+"""3D contrastive lifting of 2D instance masks (paper A.2, after OmniSeg3D-GS), then
+clustering of the lifted features into objects.
+
+Every primitive (a mesh face or a 3D Gaussian) gets a 16-d feature h_g. A view's rendered
+feature at a pixel is the renderer's blend of its primitives' features, f = sum_g w_g h_g.
+Geometry does not change while lifting, so each view's pixel-to-primitive weights are
+computed once (``RenderResult.weights``, a sparse matrix) and a training step is a sparse
+product ``W[pixels] @ H`` instead of a re-render.
+
+Loss, Eq. 3 (contrastive clustering, prototypes = mean feature of each 2D mask):
+
+    L = -1/N_p sum_i sum_j log( exp(f_j^i . fbar^i / phi_i) / sum_k exp(f_j^i . fbar^k / phi_k) )
+
+with the per-cluster temperature of Eq. 4 (alpha = 10), detached as in OmniSeg3D-GS:
+
+    phi_i = sum_j ||f_j^i - fbar^i||_2 / (n_i log(n_i + alpha))
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    feature_dim: int = 16
+    alpha: float = 10.0  # Eq. 4 smoothing
+    iterations: int = 600
+    pixels_per_step: int = 4096
+    learning_rate: float = 0.05
+    min_temperature: float = 0.05  # floor for phi (a cluster of identical features would divide by ~0)
+    max_primitives_per_pixel: int = 8  # the strongest Gaussians per pixel kept in the precomputed weights
+    seed: int = 0
+
+
+@dataclass
+class LiftedFeatures:
+    features: np.ndarray  # (n_primitives, D), unit length
+    observed: np.ndarray  # (n_primitives,) bool: covered by some view with a mask
+    losses: list[float]
+    seconds_per_iteration: float
+
+
+def cluster_temperature(features: torch.Tensor, labels: torch.Tensor, n_clusters: int, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(prototypes (K, D), phi (K,)) of Eq. 3-4 for features (N, D) with cluster ids in [0, K)."""
+    counts = torch.bincount(labels, minlength=n_clusters).clamp(min=1).to(features.dtype)
+    sums = torch.zeros(n_clusters, features.shape[1], dtype=features.dtype).index_add_(0, labels, features)
+    prototypes = sums / counts[:, None]
+    spread = torch.zeros(n_clusters, dtype=features.dtype).index_add_(
+        0, labels, torch.linalg.norm(features - prototypes[labels], dim=1)
+    )
+    phi = spread / (counts * torch.log(counts + alpha))
+    return prototypes, phi
+
+
+def contrastive_clustering_loss(features: torch.Tensor, labels: torch.Tensor, alpha: float = 10.0, min_temperature: float = 0.05) -> torch.Tensor:
+    """Eq. 3 with Eq. 4's temperature for rendered features (N, D) and their mask ids (N,)."""
+    unique, labels = torch.unique(labels, return_inverse=True)
+    n_clusters = len(unique)
+    prototypes, phi = cluster_temperature(features, labels, n_clusters, alpha)
+    phi = phi.detach().clamp(min=min_temperature)
+    logits = (features @ prototypes.T) / phi[None, :]  # (N, K): f_j . fbar^k / phi_k
+    log_prob = torch.log_softmax(logits, dim=1).gather(1, labels[:, None]).squeeze(1)
+    return -log_prob.sum() / n_clusters
+
+
+def _ell(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a sparse pixel->primitive matrix as (indices (P, k), weights (P, k)), keeping
+    each row's k largest weights (padding: index 0, weight 0). A gather over a fixed width
+    is much faster on CPU than torch.sparse for the few primitives a pixel sees."""
+    counts = np.diff(matrix.indptr)
+    k = max(1, min(k, int(counts.max()) if len(counts) else 1))
+    idx = np.zeros((matrix.shape[0], k), dtype=np.int64)
+    wts = np.zeros((matrix.shape[0], k), dtype=np.float32)
+    for row in np.flatnonzero(counts):
+        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
+        data, cols = matrix.data[lo:hi], matrix.indices[lo:hi]
+        if hi - lo > k:
+            top = np.argpartition(-data, k - 1)[:k]
+            data, cols = data[top], cols[top]
+        idx[row, : len(cols)] = cols
+        wts[row, : len(cols)] = data
+    return idx, wts
+
+
+def lift(views: list[tuple[sp.csr_matrix, np.ndarray]], n_primitives: int, config: LiftConfig | None = None, progress=None) -> LiftedFeatures:
+    """Learn per-primitive features from views given as (weights (P, n_primitives) CSR,
+    mask ids (P,) with -1 = no mask). Mask ids are per view; they are made global here."""
+    config = config or LiftConfig()
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    usable = []
+    observed = np.zeros(n_primitives, dtype=bool)
+    offset = 0
+    for weights, masks in views:
+        rows = np.flatnonzero(masks >= 0)
+        if len(rows) == 0:
+            continue
+        w = weights[rows].tocsr()
+        observed[np.unique(w.indices)] = True
+        idx, wts = _ell(w, config.max_primitives_per_pixel)
+        usable.append((torch.from_numpy(idx), torch.from_numpy(wts), torch.from_numpy(masks[rows].astype(np.int64) + offset)))
+        offset += int(masks.max()) + 1
+    if not usable:
+        raise ValueError("no view has any 2D mask to lift")
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # steps are small: one thread beats two that contend (25x here)
+    try:
+        return _train(usable, n_primitives, observed, config, rng, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(usable, n_primitives: int, observed: np.ndarray, config: LiftConfig, rng, progress) -> LiftedFeatures:
+    raw = torch.nn.Parameter(torch.randn(n_primitives, config.feature_dim) * 0.1)
+    optimizer = torch.optim.Adam([raw], lr=config.learning_rate)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    for it in range(config.iterations):
+        idx, wts, masks = usable[int(rng.integers(len(usable)))]
+        take = torch.from_numpy(rng.choice(len(masks), size=min(config.pixels_per_step, len(masks)), replace=False))
+        h = torch.nn.functional.normalize(raw, dim=1)
+        f = (wts[take][:, :, None] * h[idx[take]]).sum(dim=1)  # = W[take] @ h
+        f = torch.nn.functional.normalize(f, dim=1)
+        loss = contrastive_clustering_loss(f, masks[take], config.alpha, config.min_temperature)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if progress is not None:
+            progress(it + 1, config.iterations, losses[-1])
+    per_iteration = (time.perf_counter() - t0) / max(config.iterations, 1)
+    features = torch.nn.functional.normalize(raw.detach(), dim=1).numpy()
+    log.info("lifted %d primitives over %d views: %d iterations, %.1f ms each, loss %.3f -> %.3f",
+             n_primitives, len(usable), config.iterations, per_iteration * 1000, losses[0], losses[-1])
+    return LiftedFeatures(features, observed, losses, per_iteration)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    similarity: float = 0.85  # neighbouring primitives with cosine similarity above this join
+    min_fraction: float = 0.004  # clusters under this share of the total area are merged into a neighbour
+
+
+def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, observed: np.ndarray, config: ClusterConfig | None = None) -> np.ndarray:
+    """Instance id per primitive: connected components of the neighbour graph (mesh face
+    adjacency, or k-nearest Gaussians) keeping only edges between similar features; then
+    unobserved primitives inherit from neighbours and small fragments merge into the
+    neighbouring cluster they share most edges with. Ids are 0..K-1, largest area first."""
+    config = config or ClusterConfig()
+    adjacency = sp.coo_matrix(adjacency)
+    i = np.concatenate([adjacency.row, adjacency.col])  # both directions
+    j = np.concatenate([adjacency.col, adjacency.row])
+    both = observed[i] & observed[j]
+    similar = np.einsum("ij,ij->i", features[i], features[j]) >= config.similarity
+    keep = both & similar
+    n = len(features)
+    graph = sp.coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
+    _, labels = sp.csgraph.connected_components(graph, directed=False)
+    labels = np.where(observed, labels, -1)
+    labels = _absorb(labels, i, j, areas, config.min_fraction)
+    return _relabel_by_area(labels, areas)
+
+
+def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Unlabelled (-1) primitives and clusters under ``min_fraction`` of the area join the
+    neighbouring big cluster most of their edges lead to, one ring of primitives per round.
+    Small pieces with no big neighbour anywhere keep their own cluster."""
+    labels = labels.copy()
+    n, total = len(labels), float(areas.sum())
+    for _ in range(10_000):
+        valid = labels >= 0
+        n_labels = int(labels.max()) + 1 if valid.any() else 0
+        sizes = np.bincount(labels[valid], weights=areas[valid], minlength=n_labels)
+        small = ~valid
+        small[valid] = sizes[labels[valid]] < min_fraction * total
+        edge = small[i] & ~small[j]
+        if not edge.any():
+            break
+        votes = sp.coo_matrix((np.ones(int(edge.sum())), (i[edge], labels[j[edge]])), shape=(n, n_labels)).tocsr()
+        rows = np.unique(i[edge])
+        labels[rows] = np.asarray(votes[rows].argmax(axis=1)).ravel()
+    if np.any(labels < 0):  # a piece no observed primitive reaches
+        labels[labels < 0] = labels.max() + 1
+    return labels
+
+
+def _relabel_by_area(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
+    unique, inverse = np.unique(labels, return_inverse=True)
+    sizes = np.bincount(inverse, weights=areas)
+    order = np.argsort(-sizes, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse]

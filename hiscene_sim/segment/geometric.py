@@ -1,0 +1,101 @@
+"""The weight-free default 2D segmenter: entities from what the renderer knows exactly.
+
+A boundary runs between two neighbouring pixels when
+- their surfaces are not continuous (an occlusion edge: each point lies far from the other's
+  tangent plane, more than ``jump_pixels`` pixel footprints), or
+- they meet in a concave crease (normals differ by more than ``crease_deg`` and bend towards
+  each other, as where a mug stands on a table) and their colours differ by more than
+  ``color_delta``, or the crease is sharper than ``sharp_crease_deg`` whatever the colours.
+Entities are the connected regions between boundaries; regions under ``min_pixels`` and the
+boundary pixels themselves get no entity (-1).
+
+What it can separate: objects standing on or leaning against others (a concave crease at
+the contact) that differ in colour or meet at a sharp angle, and anything in front of
+something else (depth jump). What it cannot: two touching objects of the same colour that
+meet smoothly, or an object's parts from the object when they hang below it on a concave
+junction (a table's legs): that is left to the 3D stage (lifting and the support rule in
+:mod:`hiscene_sim.parse`). It sees geometry and albedo only, never semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from hiscene_sim.render.result import RenderResult
+from hiscene_sim.segment import SEGMENTERS
+
+
+def view_points(view: RenderResult) -> tuple[np.ndarray, np.ndarray]:
+    """(world points (H, W, 3), pixel footprint in world units (H, W)) of a rendered view."""
+    cam = view.camera
+    h, w = cam.height, cam.width
+    z = np.where(np.isfinite(view.depth), view.depth, 0.0).astype(np.float64)
+    cx, cy = cam.principal_point
+    u = (np.arange(w) + 0.5 - cx)[None, :] / cam.focal
+    v = (np.arange(h) + 0.5 - cy)[:, None] / cam.focal
+    if cam.projection == "perspective":
+        x, y, footprint = u * z, v * z, z / cam.focal
+    else:
+        x, y = np.broadcast_to(u, (h, w)), np.broadcast_to(v, (h, w))
+        footprint = np.full((h, w), 1.0 / cam.focal)
+    local = np.stack([x, y, z, np.ones_like(z)], axis=-1)
+    world = local @ np.asarray(cam.camera_to_world).T
+    return world[..., :3], footprint
+
+
+@dataclass
+class GeometricSegmenter:
+    jump_pixels: float = 4.0
+    crease_deg: float = 30.0
+    sharp_crease_deg: float = 80.0
+    color_delta: float = 0.15
+    min_pixels: int = 12
+    name: str = "geometric"
+
+    def boundaries(self, view: RenderResult) -> np.ndarray:
+        """(H, W) bool: pixels on an entity boundary (or background)."""
+        valid = np.isfinite(view.depth) & (view.alpha > 0.5)
+        points, footprint = view_points(view)
+        normal = view.normal.astype(np.float64)
+        color = view.color.astype(np.float64)
+        edge = ~valid.copy()
+        for axis in (0, 1):
+            a = [slice(None)] * 2
+            b = [slice(None)] * 2
+            a[axis], b[axis] = slice(0, -1), slice(1, None)
+            a, b = tuple(a), tuple(b)
+            both = valid[a] & valid[b]
+            d = points[b] - points[a]
+            tol = self.jump_pixels * np.maximum(footprint[a], footprint[b])
+            off_a = np.abs(np.einsum("ijk,ijk->ij", normal[a], d))
+            off_b = np.abs(np.einsum("ijk,ijk->ij", normal[b], d))
+            jump = (off_a > tol) & (off_b > tol)
+            cos = np.clip(np.einsum("ijk,ijk->ij", normal[a], normal[b]), -1, 1)
+            angle = np.degrees(np.arccos(cos))
+            concave = np.einsum("ijk,ijk->ij", normal[b] - normal[a], d) < 0
+            color_change = np.linalg.norm(color[a] - color[b], axis=-1) > self.color_delta
+            crease = concave & ((angle > self.sharp_crease_deg) | ((angle > self.crease_deg) & color_change))
+            cut = both & (jump | crease)
+            edge[a] |= cut
+            edge[b] |= cut
+        return edge
+
+    def segment(self, view: RenderResult) -> np.ndarray:
+        edge = self.boundaries(view)
+        labels, n = ndimage.label(~edge)
+        if n == 0:
+            return np.full(edge.shape, -1, dtype=np.int64)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)
+        keep = sizes >= self.min_pixels
+        keep[0] = False
+        remap = np.full(n + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(int(keep.sum()))
+        return remap[labels]
+
+
+@SEGMENTERS.register("geometric")
+def _make_geometric(**kwargs) -> GeometricSegmenter:
+    return GeometricSegmenter(**kwargs)
