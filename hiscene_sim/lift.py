@@ -147,28 +147,77 @@ def _train(usable, n_primitives: int, observed: np.ndarray, config: LiftConfig, 
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    similarity: float = 0.85  # neighbouring primitives with cosine similarity above this join
-    min_fraction: float = 0.004  # clusters under this share of the total area are merged into a neighbour
+    similarity: float = 0.7  # primitives within this cosine of a cluster's prototype belong to it
+    smooth_iterations: int = 3  # feature averaging over neighbours before clustering (denoises rarely sampled primitives)
+    seed: int = 0
+    min_fraction: float = 0.0003  # clusters under this share of the total area are merged into a neighbour
 
 
 def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, observed: np.ndarray, config: ClusterConfig | None = None) -> np.ndarray:
-    """Instance id per primitive: connected components of the neighbour graph (mesh face
-    adjacency, or k-nearest Gaussians) keeping only edges between similar features; then
-    unobserved primitives inherit from neighbours and small fragments merge into the
-    neighbouring cluster they share most edges with. Ids are 0..K-1, largest area first."""
+    """Instance id per primitive, 0..K-1 largest area first.
+
+    1. smooth features over the neighbour graph (mesh face adjacency, or k-nearest Gaussians);
+    2. prototype clustering without chaining: repeatedly take the densest remaining feature
+       direction and give it every remaining primitive within ``similarity`` (cosine) of the
+       prototype, refining the prototype as their mean;
+    3. split each cluster into its connected pieces on the neighbour graph;
+    4. unobserved primitives and pieces under ``min_fraction`` of the area join the
+       neighbouring cluster most of their edges lead to.
+    """
     config = config or ClusterConfig()
     adjacency = sp.coo_matrix(adjacency)
     i = np.concatenate([adjacency.row, adjacency.col])  # both directions
     j = np.concatenate([adjacency.col, adjacency.row])
-    both = observed[i] & observed[j]
-    similar = np.einsum("ij,ij->i", features[i], features[j]) >= config.similarity
-    keep = both & similar
     n = len(features)
-    graph = sp.coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
-    _, labels = sp.csgraph.connected_components(graph, directed=False)
-    labels = np.where(observed, labels, -1)
-    labels = _absorb(labels, i, j, areas, config.min_fraction)
-    return _relabel_by_area(labels, areas)
+    features = smooth_features(features, observed, i, j, config.smooth_iterations)
+    observed = np.linalg.norm(features, axis=1) > 0  # smoothing reaches some unobserved primitives
+    labels = prototype_labels(features, areas, observed, config.similarity, config.seed)
+    same = labels[i] == labels[j]
+    graph = sp.coo_matrix((np.ones(int(same.sum())), (i[same], j[same])), shape=(n, n))
+    _, pieces = sp.csgraph.connected_components(graph, directed=False)
+    pieces = np.where(labels >= 0, pieces, -1)
+    pieces = _absorb(pieces, i, j, areas, config.min_fraction)
+    return _relabel_by_area(pieces, areas)
+
+
+def prototype_labels(features: np.ndarray, areas: np.ndarray, observed: np.ndarray, similarity: float, seed: int = 0, sample: int = 2000) -> np.ndarray:
+    """Greedy prototype clustering of unit features (no single-linkage chaining): -1 for
+    unobserved primitives."""
+    rng = np.random.default_rng(seed)
+    labels = np.full(len(features), -1, dtype=np.int64)
+    remaining = np.flatnonzero(observed)
+    k = 0
+    while len(remaining):
+        probe = remaining if len(remaining) <= sample else rng.choice(remaining, sample, replace=False)
+        density = ((features[probe] @ features[probe].T) >= similarity) @ areas[probe]
+        prototype = features[probe[int(np.argmax(density))]]
+        for _ in range(3):  # refine: mean of the members, then reassign
+            members = remaining[features[remaining] @ prototype >= similarity]
+            if len(members) == 0:
+                break
+            mean = (features[members] * areas[members, None]).sum(axis=0)
+            prototype = mean / max(np.linalg.norm(mean), 1e-12)
+        members = remaining[features[remaining] @ prototype >= similarity]
+        if len(members) == 0:  # a lone direction: it is its own cluster
+            members = probe[[int(np.argmax(density))]]
+        labels[members] = k
+        k += 1
+        remaining = np.setdiff1d(remaining, members, assume_unique=True)
+    return labels
+
+
+def smooth_features(features: np.ndarray, observed: np.ndarray, i: np.ndarray, j: np.ndarray, iterations: int) -> np.ndarray:
+    """Average each primitive's feature with its neighbours' (unobserved ones count as 0),
+    renormalising each round. A face that few pixels ever sampled gets a noisy feature; its
+    neighbours agree within an object and disagree across, so this sharpens clusters."""
+    n = len(features)
+    walk = sp.coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n)).tocsr() + sp.identity(n, format="csr")
+    current = np.where(observed[:, None], features, 0.0)
+    for _ in range(iterations):
+        current = walk @ current
+        norm = np.linalg.norm(current, axis=1, keepdims=True)
+        current = np.where(norm > 1e-12, current / np.maximum(norm, 1e-12), 0.0)
+    return current
 
 
 def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray, min_fraction: float) -> np.ndarray:

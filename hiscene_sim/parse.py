@@ -34,7 +34,7 @@ class ParseConfig:
     views: str = "open"  # A.1: "corner" (azimuths [-5, 95]) or "open" (azimuths over [0, 360))
     n_azimuth: int = 8
     n_elevation: int = 5
-    resolution: int = 160
+    resolution: int = 384
     segmenter: str = "geometric"
     segmenter_options: dict = field(default_factory=dict)
     lift: LiftConfig = field(default_factory=LiftConfig)
@@ -139,17 +139,17 @@ def merge_hanging_parts(labels: np.ndarray, mesh: trimesh.Trimesh, background: s
 
 
 def find_floor(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, areas: np.ndarray, min_span: float) -> set[int]:
-    """Instances that are the floor: mostly upward-facing, at the bottom of the scene and
-    spanning ``min_span`` of its x and y extent."""
+    """Instances that are the floor: mostly horizontal faces (a slab's top and bottom), at the
+    bottom of the scene and spanning ``min_span`` of its x and y extent."""
     lo, hi = centers.min(axis=0), centers.max(axis=0)
     extent = np.maximum(hi - lo, 1e-9)
     floor = set()
     for k in np.unique(labels):
         sel = labels == k
-        up = float(np.sum(areas[sel] * (normals[sel, 2] > 0.9)) / np.sum(areas[sel]))
+        flat = float(np.sum(areas[sel] * (np.abs(normals[sel, 2]) > 0.9)) / np.sum(areas[sel]))
         span = (centers[sel].max(axis=0) - centers[sel].min(axis=0)) / extent
         near_bottom = centers[sel, 2].min() <= lo[2] + 0.05 * extent[2]
-        if up > 0.5 and span[0] >= min_span and span[1] >= min_span and near_bottom:
+        if flat > 0.6 and span[0] >= min_span and span[1] >= min_span and near_bottom:
             floor.add(int(k))
     return floor
 
