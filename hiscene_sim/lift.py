@@ -76,18 +76,18 @@ def _ell(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of a sparse pixel->primitive matrix as (indices (P, k), weights (P, k)), keeping
     each row's k largest weights (padding: index 0, weight 0). A gather over a fixed width
     is much faster on CPU than torch.sparse for the few primitives a pixel sees."""
+    matrix = matrix.tocsr()
     counts = np.diff(matrix.indptr)
     k = max(1, min(k, int(counts.max()) if len(counts) else 1))
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    order = np.lexsort((-matrix.data, rows))  # by row, strongest weight first
+    rank = np.arange(len(order)) - matrix.indptr[rows[order]]
+    keep = order[rank < k]
     idx = np.zeros((matrix.shape[0], k), dtype=np.int64)
     wts = np.zeros((matrix.shape[0], k), dtype=np.float32)
-    for row in np.flatnonzero(counts):
-        lo, hi = matrix.indptr[row], matrix.indptr[row + 1]
-        data, cols = matrix.data[lo:hi], matrix.indices[lo:hi]
-        if hi - lo > k:
-            top = np.argpartition(-data, k - 1)[:k]
-            data, cols = data[top], cols[top]
-        idx[row, : len(cols)] = cols
-        wts[row, : len(cols)] = data
+    slot = (np.arange(len(order)) - matrix.indptr[rows[order]])[rank < k]
+    idx[rows[keep], slot] = matrix.indices[keep]
+    wts[rows[keep], slot] = matrix.data[keep]
     return idx, wts
 
 
@@ -151,6 +151,7 @@ class ClusterConfig:
     smooth_iterations: int = 3  # feature averaging over neighbours before clustering (denoises rarely sampled primitives)
     seed: int = 0
     min_fraction: float = 0.0003  # clusters under this share of the total area are merged into a neighbour
+    min_primitives: int = 30  # ... and so are clusters of fewer primitives
 
 
 def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, observed: np.ndarray, config: ClusterConfig | None = None) -> np.ndarray:
@@ -176,7 +177,7 @@ def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, obs
     graph = sp.coo_matrix((np.ones(int(same.sum())), (i[same], j[same])), shape=(n, n))
     _, pieces = sp.csgraph.connected_components(graph, directed=False)
     pieces = np.where(labels >= 0, pieces, -1)
-    pieces = _absorb(pieces, i, j, areas, config.min_fraction)
+    pieces = _absorb(pieces, i, j, areas, config.min_fraction, config.min_primitives)
     return _relabel_by_area(pieces, areas)
 
 
@@ -220,7 +221,7 @@ def smooth_features(features: np.ndarray, observed: np.ndarray, i: np.ndarray, j
     return current
 
 
-def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray, min_fraction: float) -> np.ndarray:
+def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray, min_fraction: float, min_primitives: int = 0) -> np.ndarray:
     """Unlabelled (-1) primitives and clusters under ``min_fraction`` of the area join the
     neighbouring big cluster most of their edges lead to, one ring of primitives per round.
     Small pieces with no big neighbour anywhere keep their own cluster."""
@@ -231,7 +232,8 @@ def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray,
         n_labels = int(labels.max()) + 1 if valid.any() else 0
         sizes = np.bincount(labels[valid], weights=areas[valid], minlength=n_labels)
         small = ~valid
-        small[valid] = sizes[labels[valid]] < min_fraction * total
+        counts = np.bincount(labels[valid], minlength=n_labels)
+        small[valid] = (sizes[labels[valid]] < min_fraction * total) | (counts[labels[valid]] < min_primitives)
         edge = small[i] & ~small[j]
         if not edge.any():
             break

@@ -2,7 +2,7 @@
 
 render the A.1 viewpoints -> 2D entity segmentation per view -> contrastive lifting of the
 masks to a feature per primitive (Eq. 3-4) -> clustering into instances -> 3D clean-up
-(parts hanging under another part join it; the floor is recognised as background) -> a
+(adjacent parts join unless one rests on the other; the floor is recognised as background) -> a
 scene dir with one object per instance.
 
 Primitives are mesh faces (``parse_mesh``) or 3D Gaussians (``parse_gaussians``); both
@@ -40,7 +40,7 @@ class ParseConfig:
     lift: LiftConfig = field(default_factory=LiftConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     merge_similarity: float = 0.8  # adjacent clusters whose mean features are this similar merge
-    support_tolerance: float = 0.01  # m: how close an interface must be to a part's top / bottom
+    support_tolerance: float = 0.015  # m: a contact this close to a part's lowest point is it resting there
     knn: int = 8  # neighbours per Gaussian for clustering
     floor_min_span: float = 0.6  # a floor covers at least this share of the scene's x and y extent
 
@@ -109,33 +109,39 @@ def _compact(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
     return _relabel_by_area(labels, areas)
 
 
-def merge_hanging_parts(labels: np.ndarray, mesh: trimesh.Trimesh, background: set[int], tolerance: float) -> np.ndarray:
-    """A part whose contact with another part lies at its own top and at the other's bottom
-    hangs below it (a table leg under the top) and joins it; an object standing on another
-    touches it at its own bottom, so the two stay apart."""
+def merge_unless_resting(labels: np.ndarray, mesh: trimesh.Trimesh, background: set[int], tolerance: float) -> np.ndarray:
+    """Join adjacent parts unless one rests on the other.
+
+    Separate objects in a fused scene meet where one stands on another: the contact lies at
+    the upper object's lowest point (a mug on a table). Any other contact between two parts
+    (a table leg under its top, a mug's inner and outer wall, a teddy's arm) is within one
+    object, so the parts merge. Pairs with the largest contact merge first; background
+    parts (the floor) never merge.
+    """
     labels = labels.copy()
     edges = mesh.face_adjacency
     edge_z = mesh.vertices[mesh.face_adjacency_edges][:, :, 2].mean(axis=1)
-    face_z = mesh.triangles[:, :, 2]
-    changed = True
-    while changed:
-        changed = False
+    face_zmin = mesh.triangles[:, :, 2].min(axis=1)
+    while True:
         a, b = labels[edges[:, 0]], labels[edges[:, 1]]
-        ids = np.unique(labels)
-        zmin = {k: float(face_z[labels == k].min()) for k in ids}
-        zmax = {k: float(face_z[labels == k].max()) for k in ids}
-        for pa, pb in np.unique(np.sort(np.stack([a[a != b], b[a != b]], axis=1), axis=1), axis=0):
+        cut = a != b
+        pairs, inverse, counts = np.unique(
+            np.sort(np.stack([a[cut], b[cut]], axis=1), axis=1), axis=0, return_inverse=True, return_counts=True
+        )
+        zmin = {int(k): float(face_zmin[labels == k].min()) for k in np.unique(labels)}
+        merged = False
+        for p in np.argsort(-counts):
+            pa, pb = (int(v) for v in pairs[p])
             if pa in background or pb in background:
                 continue
-            z = float(np.median(edge_z[((a == pa) & (b == pb)) | ((a == pb) & (b == pa))]))
-            for low, high in ((pa, pb), (pb, pa)):
-                if z >= zmax[low] - tolerance and z <= zmin[high] + tolerance:
-                    labels[labels == low] = high
-                    changed = True
-                    break
-            if changed:
+            z = float(np.median(edge_z[cut][inverse.ravel() == p]))
+            rests = any(z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance for up, down in ((pa, pb), (pb, pa)))
+            if not rests:
+                labels[labels == pb] = pa
+                merged = True
                 break
-    return labels
+        if not merged:
+            return labels
 
 
 def find_floor(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, areas: np.ndarray, min_span: float) -> set[int]:
@@ -162,13 +168,13 @@ def face_adjacency_matrix(mesh: trimesh.Trimesh) -> sp.coo_matrix:
 
 def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
     """Instances of a fused mesh's faces."""
-    from hiscene_sim.render.mesh import render_mesh
+    from hiscene_sim.render.mesh import render_views
 
     config = config or ParseConfig()
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     cameras = scene_cameras(mesh.bounds, config)
-    views = [render_mesh(mesh, cam) for cam in cameras]
+    views = render_views(mesh, cameras)  # one ray-casting structure for all views
     seconds["render"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     view_masks = _segment_views(views, config)
@@ -180,7 +186,7 @@ def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progres
     t0 = time.perf_counter()
     normals, centers = mesh.face_normals, mesh.triangles_center
     background = find_floor(labels, centers, normals, mesh.area_faces, config.floor_min_span)
-    labels = merge_hanging_parts(labels, mesh, background, config.support_tolerance)
+    labels = merge_unless_resting(labels, mesh, background, config.support_tolerance)
     labels = _compact(labels, mesh.area_faces)
     background = find_floor(labels, centers, normals, mesh.area_faces, config.floor_min_span)
     seconds["cleanup"] = time.perf_counter() - t0
