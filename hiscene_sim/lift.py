@@ -107,7 +107,11 @@ def lift(views: list[tuple[sp.csr_matrix, np.ndarray]], n_primitives: int, confi
         w = weights[rows].tocsr()
         observed[np.unique(w.indices)] = True
         idx, wts = _ell(w, config.max_primitives_per_pixel)
-        usable.append((torch.from_numpy(idx), torch.from_numpy(wts), torch.from_numpy(masks[rows].astype(np.int64) + offset)))
+        ids = masks[rows].astype(np.int64)
+        # every mask gets the same share of a step's samples, so a mug seen in 50 pixels
+        # trains as much as the floor seen in 50,000 (uniform sampling almost never picks it)
+        balance = 1.0 / np.bincount(ids)[ids]
+        usable.append((torch.from_numpy(idx), torch.from_numpy(wts), torch.from_numpy(ids + offset), balance / balance.sum()))
         offset += int(masks.max()) + 1
     if not usable:
         raise ValueError("no view has any 2D mask to lift")
@@ -126,8 +130,8 @@ def _train(usable, n_primitives: int, observed: np.ndarray, config: LiftConfig, 
     losses: list[float] = []
     t0 = time.perf_counter()
     for it in range(config.iterations):
-        idx, wts, masks = usable[int(rng.integers(len(usable)))]
-        take = torch.from_numpy(rng.choice(len(masks), size=min(config.pixels_per_step, len(masks)), replace=False))
+        idx, wts, masks, balance = usable[int(rng.integers(len(usable)))]
+        take = torch.from_numpy(rng.choice(len(masks), size=config.pixels_per_step, replace=True, p=balance))
         h = torch.nn.functional.normalize(raw, dim=1)
         f = (wts[take][:, :, None] * h[idx[take]]).sum(dim=1)  # = W[take] @ h
         f = torch.nn.functional.normalize(f, dim=1)

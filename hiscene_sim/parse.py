@@ -34,7 +34,7 @@ class ParseConfig:
     views: str = "open"  # A.1: "corner" (azimuths [-5, 95]) or "open" (azimuths over [0, 360))
     n_azimuth: int = 8
     n_elevation: int = 5
-    resolution: int = 384
+    resolution: int = 512
     segmenter: str = "geometric"
     segmenter_options: dict = field(default_factory=dict)
     lift: LiftConfig = field(default_factory=LiftConfig)
