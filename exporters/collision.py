@@ -190,13 +190,18 @@ def hull_union_iou(solid: trimesh.Trimesh, hulls: list[trimesh.Trimesh], samples
 
     mesh_solid = to_manifold(solid)
     if mesh_solid is not None:
+        # a mesh of overlapping closed parts (a table's legs pushed into its top) is valid
+        # but counts the overlap twice in volume(); the union of its parts resolves that
+        mesh_solid = manifold3d.Manifold.batch_boolean(mesh_solid.decompose(), manifold3d.OpType.Add)
         union = manifold3d.Manifold.batch_boolean(
             [manifold3d.Manifold.hull_points(np.asarray(h.vertices, dtype=np.float32)) for h in hulls],
             manifold3d.OpType.Add,
         )
+        # both from booleans of the same two solids, so inter <= union holds (summing
+        # separately computed volumes gave IoU > 1 where hulls touch face to face)
         inter = (mesh_solid ^ union).volume()
-        denom = mesh_solid.volume() + union.volume() - inter
-        return float(inter / denom) if denom > 0 else 0.0
+        either = (mesh_solid + union).volume()
+        return float(inter / either) if either > 0 else 0.0
     lo = np.minimum(solid.bounds[0], np.min([h.bounds[0] for h in hulls], axis=0))
     hi = np.maximum(solid.bounds[1], np.max([h.bounds[1] for h in hulls], axis=0))
     points = np.random.default_rng(seed).uniform(lo, hi, size=(samples, 3))
