@@ -122,6 +122,7 @@ def merge_unless_resting(labels: np.ndarray, mesh: trimesh.Trimesh, background: 
     edges = mesh.face_adjacency
     edge_z = mesh.vertices[mesh.face_adjacency_edges][:, :, 2].mean(axis=1)
     face_zmin = mesh.triangles[:, :, 2].min(axis=1)
+    face_zmax = mesh.triangles[:, :, 2].max(axis=1)
     while True:
         a, b = labels[edges[:, 0]], labels[edges[:, 1]]
         cut = a != b
@@ -129,13 +130,19 @@ def merge_unless_resting(labels: np.ndarray, mesh: trimesh.Trimesh, background: 
             np.sort(np.stack([a[cut], b[cut]], axis=1), axis=1), axis=0, return_inverse=True, return_counts=True
         )
         zmin = {int(k): float(face_zmin[labels == k].min()) for k in np.unique(labels)}
+        zmax = {int(k): float(face_zmax[labels == k].max()) for k in np.unique(labels)}
         merged = False
         for p in np.argsort(-counts):
             pa, pb = (int(v) for v in pairs[p])
             if pa in background or pb in background:
                 continue
             z = float(np.median(edge_z[cut][inverse.ravel() == p]))
-            rests = any(z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance for up, down in ((pa, pb), (pb, pa)))
+            # resting: the contact is at the upper part's bottom, and the upper part rises
+            # above it (a flat patch of a table top "touches at its bottom" too, but is flat)
+            rests = any(
+                z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance and zmax[up] > z + tolerance
+                for up, down in ((pa, pb), (pb, pa))
+            )
             if not rests:
                 labels[labels == pb] = pa
                 merged = True

@@ -87,12 +87,19 @@ class GeometricSegmenter:
         return edge
 
     def segment(self, view: RenderResult) -> np.ndarray:
+        edge = self.boundaries(view)
         # one pixel of dilation closes the odd pixel where a boundary test misses (a rounded
-        # rim), which would otherwise join two whole regions
-        edge = ndimage.binary_dilation(self.boundaries(view), iterations=self.dilate)
-        labels, n = ndimage.label(~edge)
+        # rim), which would otherwise join two whole regions; afterwards the regions grow back
+        # over the dilated pixels (not over the boundary itself), so a small object seen in
+        # a few pixels keeps them
+        closed = ndimage.binary_dilation(edge, iterations=self.dilate) if self.dilate else edge
+        labels, n = ndimage.label(~closed)
         if n == 0:
             return np.full(edge.shape, -1, dtype=np.int64)
+        if self.dilate:
+            _, (ri, ci) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+            regrow = closed & ~edge & (view.alpha > 0.5)
+            labels[regrow] = labels[ri[regrow], ci[regrow]]
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         keep = sizes >= self.min_pixels
         keep[0] = False
