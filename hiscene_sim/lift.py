@@ -182,7 +182,7 @@ def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, obs
     _, pieces = sp.csgraph.connected_components(graph, directed=False)
     pieces = np.where(labels >= 0, pieces, -1)
     pieces = _absorb(pieces, i, j, areas, config.min_fraction, config.min_primitives)
-    return _relabel_by_area(pieces, areas)
+    return relabel_by_area(pieces, areas)
 
 
 def prototype_labels(features: np.ndarray, areas: np.ndarray, observed: np.ndarray, similarity: float, seed: int = 0, sample: int = 2000) -> np.ndarray:
@@ -249,7 +249,7 @@ def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray,
     return labels
 
 
-def _relabel_by_area(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
+def relabel_by_area(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
     unique, inverse = np.unique(labels, return_inverse=True)
     sizes = np.bincount(inverse, weights=areas)
     order = np.argsort(-sizes, kind="stable")

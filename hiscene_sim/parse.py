@@ -22,9 +22,11 @@ import numpy as np
 import scipy.sparse as sp
 import trimesh
 
-from hiscene_sim.lift import ClusterConfig, LiftConfig, cluster, lift
+from hiscene_sim.lift import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
 from hiscene_sim.render.cameras import Camera, viewpoints
+from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
 from hiscene_sim.render.result import RenderResult
+from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
 
 log = logging.getLogger(__name__)
 
@@ -98,55 +100,99 @@ def merge_similar(labels: np.ndarray, features: np.ndarray, areas: np.ndarray, a
         sims = np.einsum("ij,ij->i", means[pairs[:, 0]], means[pairs[:, 1]])
         best = int(np.argmax(sims))
         if sims[best] < threshold:
-            return _compact(labels, areas)
+            return relabel_by_area(labels, areas)
         labels[labels == pairs[best, 1]] = pairs[best, 0]
-        labels = _compact(labels, areas)
+        labels = relabel_by_area(labels, areas)
 
 
-def _compact(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:
-    from hiscene_sim.lift import _relabel_by_area
+@dataclass
+class Primitives:
+    """What the 3D clean-up needs of the primitives (faces or Gaussians), whatever they are."""
 
-    return _relabel_by_area(labels, areas)
+    centers: np.ndarray  # (N, 3)
+    normals: np.ndarray  # (N, 3) unit
+    areas: np.ndarray  # (N,) surface area each stands for
+    zmin: np.ndarray  # (N,) lowest point
+    zmax: np.ndarray  # (N,) highest point
+    pairs: np.ndarray  # (E, 2) neighbouring primitives
+    pair_z: np.ndarray  # (E,) height of the contact between each pair
+
+    def adjacency(self) -> sp.coo_matrix:
+        n = len(self.centers)
+        return sp.coo_matrix((np.ones(len(self.pairs)), (self.pairs[:, 0], self.pairs[:, 1])), shape=(n, n))
+
+    @staticmethod
+    def of_mesh(mesh: trimesh.Trimesh) -> "Primitives":
+        z = mesh.triangles[:, :, 2]
+        return Primitives(
+            mesh.triangles_center, mesh.face_normals, mesh.area_faces, z.min(axis=1), z.max(axis=1),
+            mesh.face_adjacency, mesh.vertices[mesh.face_adjacency_edges][:, :, 2].mean(axis=1),
+        )
+
+    @staticmethod
+    def of_gaussians(gaussians, k: int) -> "Primitives":
+        from scipy.spatial import cKDTree
+
+        means = np.asarray(gaussians.means, dtype=np.float64)
+        _, nearest = cKDTree(means).query(means, k=k + 1)
+        pairs = np.stack([np.repeat(np.arange(len(means)), k), nearest[:, 1:].ravel()], axis=1)
+        pairs = np.unique(np.sort(pairs, axis=1), axis=0)
+        radius = np.max(np.asarray(gaussians.scales), axis=1)
+        areas = np.pi * np.prod(np.sort(np.asarray(gaussians.scales), axis=1)[:, 1:], axis=1)
+        return Primitives(
+            means, gaussians.normals(), areas, means[:, 2] - radius, means[:, 2] + radius,
+            pairs, means[pairs, 2].mean(axis=1),
+        )
 
 
-def merge_unless_resting(labels: np.ndarray, mesh: trimesh.Trimesh, background: set[int], tolerance: float) -> np.ndarray:
+def merge_unless_resting(labels: np.ndarray, prims: Primitives, background: set[int], tolerance: float) -> np.ndarray:
     """Join adjacent parts unless one rests on the other.
 
     Separate objects in a fused scene meet where one stands on another: the contact lies at
-    the upper object's lowest point (a mug on a table). Any other contact between two parts
-    (a table leg under its top, a mug's inner and outer wall, a teddy's arm) is within one
-    object, so the parts merge. Pairs with the largest contact merge first; background
-    parts (the floor) never merge.
+    the upper object's lowest point and the upper object rises above it (a mug on a table).
+    Any other contact between two parts (a table leg under its top, a mug's inner and outer
+    wall, a teddy's arm) is within one object, so the parts merge; a flat patch touching the
+    floor joins the floor. Pairs with the largest contact merge first.
     """
     labels = labels.copy()
-    edges = mesh.face_adjacency
-    edge_z = mesh.vertices[mesh.face_adjacency_edges][:, :, 2].mean(axis=1)
-    face_zmin = mesh.triangles[:, :, 2].min(axis=1)
-    face_zmax = mesh.triangles[:, :, 2].max(axis=1)
     while True:
-        a, b = labels[edges[:, 0]], labels[edges[:, 1]]
+        a, b = labels[prims.pairs[:, 0]], labels[prims.pairs[:, 1]]
         cut = a != b
         pairs, inverse, counts = np.unique(
             np.sort(np.stack([a[cut], b[cut]], axis=1), axis=1), axis=0, return_inverse=True, return_counts=True
         )
-        zmin = {int(k): float(face_zmin[labels == k].min()) for k in np.unique(labels)}
-        zmax = {int(k): float(face_zmax[labels == k].max()) for k in np.unique(labels)}
+        ids = np.unique(labels)
+        zmin = {int(k): float(prims.zmin[labels == k].min()) for k in ids}
+        zmax = {int(k): float(prims.zmax[labels == k].max()) for k in ids}
         merged = False
+        supports: dict[int, set[int]] = {}
         for p in np.argsort(-counts):
             pa, pb = (int(v) for v in pairs[p])
-            if pa in background or pb in background:
+            if pa in background and pb in background:
                 continue
-            z = float(np.median(edge_z[cut][inverse.ravel() == p]))
-            # resting: the contact is at the upper part's bottom, and the upper part rises
-            # above it (a flat patch of a table top "touches at its bottom" too, but is flat)
-            rests = any(
-                z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance and zmax[up] > z + tolerance
-                for up, down in ((pa, pb), (pb, pa))
-            )
-            if not rests:
+            if pb in background:  # keep the background's id: a flat patch joins the floor
+                pa, pb = pb, pa
+            z = float(np.median(prims.pair_z[cut][inverse.ravel() == p]))
+            resting = [
+                (up, down) for up, down in ((pa, pb), (pb, pa))
+                if z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance and zmax[up] > z + tolerance
+            ]
+            if not resting:
                 labels[labels == pb] = pa
                 merged = True
                 break
+            for up, down in resting:
+                if down not in background:
+                    supports.setdefault(up, set()).add(down)
+        if not merged:
+            # a part standing on two or more parts stands on its own legs (a table top):
+            # they are one object
+            for up, downs in supports.items():
+                if len(downs) >= 2:
+                    for down in downs:
+                        labels[labels == down] = up
+                    merged = True
+                    break
         if not merged:
             return labels
 
@@ -168,36 +214,48 @@ def find_floor(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, are
 
 
 def face_adjacency_matrix(mesh: trimesh.Trimesh) -> sp.coo_matrix:
-    adj = mesh.face_adjacency
-    n = len(mesh.faces)
-    return sp.coo_matrix((np.ones(len(adj)), (adj[:, 0], adj[:, 1])), shape=(n, n))
+    return Primitives.of_mesh(mesh).adjacency()
 
 
-def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
-    """Instances of a fused mesh's faces."""
-    from hiscene_sim.render.mesh import render_views
-
-    config = config or ParseConfig()
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    cameras = scene_cameras(mesh.bounds, config)
-    views = render_views(mesh, cameras)  # one ray-casting structure for all views
-    seconds["render"] = time.perf_counter() - t0
+def _parse(views: list[RenderResult], prims: Primitives, config: ParseConfig, seconds: dict, progress) -> ParsedScene:
+    """The part of parsing that is the same for faces and Gaussians."""
     t0 = time.perf_counter()
     view_masks = _segment_views(views, config)
     seconds["segment"] = time.perf_counter() - t0
-    adjacency = face_adjacency_matrix(mesh)
     labels, lifted, seconds["lift"], seconds["cluster"] = _lift_and_cluster(
-        view_masks, len(mesh.faces), adjacency, mesh.area_faces, config, progress
+        view_masks, len(prims.centers), prims.adjacency(), prims.areas, config, progress
     )
     t0 = time.perf_counter()
-    normals, centers = mesh.face_normals, mesh.triangles_center
-    background = find_floor(labels, centers, normals, mesh.area_faces, config.floor_min_span)
-    labels = merge_unless_resting(labels, mesh, background, config.support_tolerance)
-    labels = _compact(labels, mesh.area_faces)
-    background = find_floor(labels, centers, normals, mesh.area_faces, config.floor_min_span)
+    background = find_floor(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span)
+    labels = merge_unless_resting(labels, prims, background, config.support_tolerance)
+    labels = relabel_by_area(labels, prims.areas)
+    background = find_floor(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span)
     seconds["cleanup"] = time.perf_counter() - t0
     return ParsedScene(labels, background, len(views), seconds, lifted.seconds_per_iteration)
+
+
+def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
+    """Instance id of every face of a fused mesh."""
+    from hiscene_sim.render.mesh import render_views
+
+    config = config or ParseConfig()
+    t0 = time.perf_counter()
+    views = render_views(mesh, scene_cameras(mesh.bounds, config))  # one ray-casting structure for all views
+    seconds = {"render": time.perf_counter() - t0}
+    return _parse(views, Primitives.of_mesh(mesh), config, seconds, progress)
+
+
+def parse_gaussians(gaussians, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
+    """Instance id of every 3D Gaussian of a splat scene (same lifting and clustering code,
+    fed by the Gaussian renderer's alpha-compositing weights)."""
+    from hiscene_sim.render.splat import render_gaussian_views
+
+    config = config or ParseConfig()
+    means = np.asarray(gaussians.means)
+    t0 = time.perf_counter()
+    views = render_gaussian_views(gaussians, scene_cameras(np.stack([means.min(axis=0), means.max(axis=0)]), config))
+    seconds = {"render": time.perf_counter() - t0}
+    return _parse(views, Primitives.of_gaussians(gaussians, config.knn), config, seconds, progress)
 
 
 # ----------------------------------------------------------------------------------------
@@ -210,12 +268,10 @@ def _object_mesh(mesh: trimesh.Trimesh, faces: np.ndarray) -> trimesh.Trimesh:
     return part
 
 
-def write_parsed_scene(mesh: trimesh.Trimesh, parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig) -> "Scene":
+def write_parsed_scene(mesh: trimesh.Trimesh, parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig) -> Scene:
     """One object per foreground instance (label ``object``: the weight-free default cannot
     name things), the floor as background; each mesh in a local frame whose origin is the
     centre of its footprint at its lowest point."""
-    from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
-    from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
 
     try:
         check_replaceable(out_dir, SCENE_FILE, protect=None)

@@ -50,7 +50,8 @@ def view_points(view: RenderResult) -> tuple[np.ndarray, np.ndarray]:
 class GeometricSegmenter:
     jump_pixels: float = 4.0
     crease_deg: float = 30.0
-    sharp_crease_deg: float = 80.0
+    sharp_crease_deg: float = 70.0
+    crease_stride: int = 3
     color_delta: float = 0.15
     min_pixels: int = 4
     dilate: int = 1
@@ -64,26 +65,31 @@ class GeometricSegmenter:
         color = view.color.astype(np.float64)
         edge = ~valid.copy()
         for axis in (0, 1):
-            a = [slice(None)] * 2
-            b = [slice(None)] * 2
-            a[axis], b[axis] = slice(0, -1), slice(1, None)
-            a, b = tuple(a), tuple(b)
-            both = valid[a] & valid[b]
-            d = points[b] - points[a]
-            tol = self.jump_pixels * np.maximum(footprint[a], footprint[b])
-            off_a = np.abs(np.einsum("ijk,ijk->ij", normal[a], d))
-            off_b = np.abs(np.einsum("ijk,ijk->ij", normal[b], d))
-            # either tangent plane will do: at a silhouette the near surface's normal is
-            # perpendicular to the view, so the jump shows only against the far one
-            jump = (np.linalg.norm(d, axis=-1) > tol) & ((off_a > tol) | (off_b > tol))
-            cos = np.clip(np.einsum("ijk,ijk->ij", normal[a], normal[b]), -1, 1)
-            angle = np.degrees(np.arccos(cos))
-            concave = np.einsum("ijk,ijk->ij", normal[b] - normal[a], d) < 0
-            color_change = np.linalg.norm(color[a] - color[b], axis=-1) > self.color_delta
-            crease = concave & ((angle > self.sharp_crease_deg) | ((angle > self.crease_deg) & color_change))
-            cut = both & (jump | crease)
-            edge[a] |= cut
-            edge[b] |= cut
+            for step, test_jump in ((1, True), (self.crease_stride, False)):
+                a = [slice(None)] * 2
+                b = [slice(None)] * 2
+                a[axis], b[axis] = slice(0, -step), slice(step, None)
+                a, b = tuple(a), tuple(b)
+                both = valid[a] & valid[b]
+                d = points[b] - points[a]
+                if test_jump:
+                    tol = self.jump_pixels * np.maximum(footprint[a], footprint[b])
+                    off_a = np.abs(np.einsum("ijk,ijk->ij", normal[a], d))
+                    off_b = np.abs(np.einsum("ijk,ijk->ij", normal[b], d))
+                    # either tangent plane will do: at a silhouette the near surface's normal is
+                    # perpendicular to the view, so the jump shows only against the far one
+                    cut = both & (np.linalg.norm(d, axis=-1) > tol) & ((off_a > tol) | (off_b > tol))
+                else:
+                    # creases are tested across ``crease_stride`` pixels: where a fused surface
+                    # rounds the contact into a fillet, neighbouring pixels differ only a little
+                    cos = np.clip(np.einsum("ijk,ijk->ij", normal[a], normal[b]), -1, 1)
+                    angle = np.degrees(np.arccos(cos))
+                    concave = np.einsum("ijk,ijk->ij", normal[b] - normal[a], d) < 0
+                    color_change = np.linalg.norm(color[a] - color[b], axis=-1) > self.color_delta
+                    crease = concave & ((angle > self.sharp_crease_deg) | ((angle > self.crease_deg) & color_change))
+                    cut = both & crease
+                edge[a] |= cut
+                edge[b] |= cut
         return edge
 
     def segment(self, view: RenderResult) -> np.ndarray:
