@@ -165,7 +165,6 @@ def merge_unless_resting(labels: np.ndarray, prims: Primitives, background: set[
         zmin = {int(k): float(prims.zmin[labels == k].min()) for k in ids}
         zmax = {int(k): float(prims.zmax[labels == k].max()) for k in ids}
         merged = False
-        supports: dict[int, set[int]] = {}
         for p in np.argsort(-counts):
             pa, pb = (int(v) for v in pairs[p])
             if pa in background and pb in background:
@@ -173,26 +172,14 @@ def merge_unless_resting(labels: np.ndarray, prims: Primitives, background: set[
             if pb in background:  # keep the background's id: a flat patch joins the floor
                 pa, pb = pb, pa
             z = float(np.median(prims.pair_z[cut][inverse.ravel() == p]))
-            resting = [
-                (up, down) for up, down in ((pa, pb), (pb, pa))
-                if z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance and zmax[up] > z + tolerance
-            ]
-            if not resting:
+            rests = any(
+                z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance and zmax[up] > z + tolerance
+                for up, down in ((pa, pb), (pb, pa))
+            )
+            if not rests:
                 labels[labels == pb] = pa
                 merged = True
                 break
-            for up, down in resting:
-                if down not in background:
-                    supports.setdefault(up, set()).add(down)
-        if not merged:
-            # a part standing on two or more parts stands on its own legs (a table top):
-            # they are one object
-            for up, downs in supports.items():
-                if len(downs) >= 2:
-                    for down in downs:
-                        labels[labels == down] = up
-                    merged = True
-                    break
         if not merged:
             return labels
 
