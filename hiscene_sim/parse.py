@@ -137,10 +137,11 @@ class Primitives:
         _, nearest = cKDTree(means).query(means, k=k + 1)
         pairs = np.stack([np.repeat(np.arange(len(means)), k), nearest[:, 1:].ravel()], axis=1)
         pairs = np.unique(np.sort(pairs, axis=1), axis=0)
-        radius = np.max(np.asarray(gaussians.scales), axis=1)
         areas = np.pi * np.prod(np.sort(np.asarray(gaussians.scales), axis=1)[:, 1:], axis=1)
+        # heights of the centres: a disc's footprint would put a standing object's lowest
+        # point below the floor it stands on, hiding the contact at its bottom
         return Primitives(
-            means, gaussians.normals(), areas, means[:, 2] - radius, means[:, 2] + radius,
+            means, gaussians.normals(), areas, means[:, 2], means[:, 2],
             pairs, means[pairs, 2].mean(axis=1),
         )
 
