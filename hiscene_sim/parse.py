@@ -22,9 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 import trimesh
 
+from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
 from hiscene_sim.lift import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
 from hiscene_sim.render.cameras import Camera, viewpoints
-from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
 from hiscene_sim.render.result import RenderResult
 from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
 
