@@ -43,7 +43,7 @@ def main() -> None:
         seconds = time.perf_counter() - t0
         score = score_face_labels(fused, parsed.labels, parsed.background)
         rows.append((score.mean_iou, score.count_exact, seconds))
-        per = ", ".join(f"{r.label} {r.iou:.2f}" for r in score.rows)
+        per = ", ".join(f"{r.gt_name} {r.iou:.2f}" for r in score.rows)
         print(f"{spec.name:22s} {len(fused.mesh.faces):7d} {score.mean_iou:6.3f} {score.n_pred:4d}/{score.n_gt:<4d}  "
               f"{seconds:7.1f}  {parsed.lift_seconds_per_iteration * 1000:6.1f}  {per}", flush=True)
     ious = np.array([r[0] for r in rows])
@@ -52,7 +52,7 @@ def main() -> None:
 
     if not args.no_large:
         spec = test_specs(args.scenes, args.seed)[0]
-        fused = build_fused_scene(spec, simplify_tolerance=0.004)  # keep more of the marching-cubes surface
+        fused = build_fused_scene(spec, simplify_tolerance=0.002)  # keep more of the marching-cubes surface
         t0 = time.perf_counter()
         parsed = parse_mesh(fused.mesh, config)
         seconds = time.perf_counter() - t0

@@ -132,8 +132,8 @@ def _train(usable, n_primitives: int, observed: np.ndarray, config: LiftConfig, 
     for it in range(config.iterations):
         idx, wts, masks, balance = usable[int(rng.integers(len(usable)))]
         take = torch.from_numpy(rng.choice(len(masks), size=config.pixels_per_step, replace=True, p=balance))
-        h = torch.nn.functional.normalize(raw, dim=1)
-        f = (wts[take][:, :, None] * h[idx[take]]).sum(dim=1)  # = W[take] @ h
+        h = torch.nn.functional.normalize(raw[idx[take]], dim=2)  # only the primitives these pixels see
+        f = (wts[take][:, :, None] * h).sum(dim=1)  # = W[take] @ normalize(H)
         f = torch.nn.functional.normalize(f, dim=1)
         loss = contrastive_clustering_loss(f, masks[take], config.alpha, config.min_temperature)
         optimizer.zero_grad()
