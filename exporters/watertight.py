@@ -155,42 +155,23 @@ def _pymeshfix(solid: trimesh.Trimesh) -> trimesh.Trimesh | None:
 
 
 def voxel_remesh(solid: trimesh.Trimesh, config: RepairConfig) -> trimesh.Trimesh:
-    """Closed surface from the filled voxelisation of ``solid`` (works for any soup).
-
-    Surface voxels are marked from dense, seeded surface samples (much faster than
-    trimesh's recursive subdivision voxeliser on 2 cores), the inside filled with
-    scipy, the surface extracted by scikit-image's marching cubes, smoothed (Taubin keeps
-    the topology) and simplified by manifold3d, whose simplification keeps it a manifold.
-    """
+    """Closed surface from the filled voxelisation of ``solid`` (works for any soup):
+    :func:`hiscene_sim.voxels.solid_occupancy`, scikit-image's marching cubes, Taubin
+    smoothing (keeps the topology) and manifold3d simplification (keeps it a manifold)."""
     import manifold3d
     from scipy import ndimage
     from skimage import measure
 
+    from hiscene_sim.voxels import solid_occupancy
+
     pitch = max(float(np.max(solid.extents)) / config.voxel_resolution, config.min_thickness / 2, 1e-6)
-    count = int(min(np.ceil(6.0 * solid.area / pitch**2), 5_000_000))
-    samples, _ = trimesh.sample.sample_surface(solid, count, seed=0)
-    points = np.vstack([samples, solid.vertices])
-    origin = solid.bounds[0] - pitch
-    index = np.floor((points - origin) / pitch).astype(np.int64)
-    occupancy = np.zeros(index.max(axis=0) + 2, dtype=bool)
-    occupancy[tuple(index.T)] = True
-    # seal holes up to ~2 * close_voxels wide before filling: dilate, fill the inside, erode back
-    # (a surface with missing triangles would otherwise stay a hollow, leaky shell)
-    k = config.close_voxels
-    if k > 0:
-        structure = ndimage.generate_binary_structure(3, 1)
-        occupancy = np.pad(occupancy, k + 1)
-        occupancy = ndimage.binary_dilation(occupancy, structure, iterations=k)
-        occupancy = ndimage.binary_fill_holes(occupancy)
-        occupancy = ndimage.binary_erosion(occupancy, structure, iterations=k, border_value=0)
-        origin = origin - (k + 1) * pitch
-    else:
-        occupancy = ndimage.binary_fill_holes(occupancy)
+    origin = solid.bounds[0]
+    occupancy, lo = solid_occupancy(solid, origin, pitch, config.close_voxels, seed=0)
     # a slight blur joins voxels that touch only along an edge or corner, where marching
     # cubes on the raw binary grid makes non-manifold edges
     field = ndimage.gaussian_filter(np.pad(occupancy, 2).astype(np.float32), sigma=0.6)
     verts, faces, _, _ = measure.marching_cubes(field, 0.35)
-    verts = (verts - 2.0 + 0.5) * pitch + origin
+    verts = (verts - 2.0 + lo + 0.5) * pitch + origin
     remeshed = weld(trimesh.Trimesh(verts, faces, process=False))
     if not is_closed_volume(remeshed):
         fixed = _meshfix_part(remeshed)  # MeshFix removes the odd non-manifold edge left

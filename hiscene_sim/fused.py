@@ -40,6 +40,7 @@ from scipy.spatial import ConvexHull, cKDTree
 
 from hiscene_sim.demo import placement
 from hiscene_sim.pybullet_assets import asset_mesh
+from hiscene_sim.voxels import solid_occupancy
 
 DEFAULT_VOXEL = 0.005  # metres: a 3 cm lego brick is ~6 voxels across
 FLOOR_SIZE = 2.0  # metres, square
@@ -240,30 +241,6 @@ def floor_slab(size: float = FLOOR_SIZE, thickness: float = FLOOR_THICKNESS) -> 
     return slab
 
 
-def _object_occupancy(mesh: trimesh.Trimesh, origin: np.ndarray, pitch: float, close_voxels: int, seed: int):
-    """Solid occupancy of one object on the shared grid: (boolean block, index of its corner)."""
-    from scipy import ndimage
-
-    count = int(min(math.ceil(6.0 * mesh.area / pitch**2), 5_000_000))
-    samples, _ = trimesh.sample.sample_surface(mesh, max(count, 1), seed=seed)
-    points = np.vstack([samples, mesh.vertices])
-    index = np.floor((points - origin) / pitch).astype(np.int64)
-    pad = close_voxels + 1
-    lo = index.min(axis=0) - pad
-    shape = index.max(axis=0) - lo + 1 + pad
-    block = np.zeros(shape, dtype=bool)
-    block[tuple((index - lo).T)] = True
-    if close_voxels > 0:
-        # seal holes up to ~2 * close_voxels wide: dilate, fill the inside, erode back
-        structure = ndimage.generate_binary_structure(3, 1)
-        block = ndimage.binary_dilation(block, structure, iterations=close_voxels)
-        block = ndimage.binary_fill_holes(block)
-        block = ndimage.binary_erosion(block, structure, iterations=close_voxels, border_value=0)
-    else:
-        block = ndimage.binary_fill_holes(block)
-    return block, lo
-
-
 def _simplify(mesh: trimesh.Trimesh, pitch: float, tolerance: float) -> trimesh.Trimesh:
     import manifold3d
 
@@ -323,7 +300,7 @@ def fuse_meshes(
     shape = np.ceil((hi - origin) / pitch).astype(np.int64) + border + 1
     occupancy = np.zeros(shape, dtype=bool)
     for i, mesh in enumerate(meshes):
-        block, corner = _object_occupancy(mesh, origin, pitch, close_voxels, seed + 1000 * i)
+        block, corner = solid_occupancy(mesh, origin, pitch, close_voxels, seed + 1000 * i)
         end = corner + np.array(block.shape)
         if (corner < 0).any() or (end > shape).any():
             raise RuntimeError("object voxels outside the scene grid")  # cannot happen: the grid has a border
