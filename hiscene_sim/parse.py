@@ -173,9 +173,14 @@ def merge_unless_resting(labels: np.ndarray, prims: Primitives, background: set[
             if pb in background:  # keep the background's id: a flat patch joins the floor
                 pa, pb = pb, pa
             z = float(np.median(prims.pair_z[cut][inverse.ravel() == p]))
+            # anything touching the floor at its own bottom stands on it (the floor's top sheet
+            # can reach lower than an object's bottom at the slab's rounded rim)
             rests = any(
-                z <= zmin[up] + tolerance and zmin[up] > zmin[down] + tolerance and zmax[up] > z + tolerance
+                z <= zmin[up] + tolerance
+                and (down in background or zmin[up] > zmin[down] + tolerance)
+                and zmax[up] > z + tolerance
                 for up, down in ((pa, pb), (pb, pa))
+                if up not in background
             )
             if not rests:
                 labels[labels == pb] = pa
