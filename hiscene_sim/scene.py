@@ -43,6 +43,18 @@ def quaternion_from_rotation(rotation: np.ndarray) -> tuple[float, float, float,
     return tuple(float(v) for v in (-q if q[0] < 0 else q))
 
 
+def rotation_from_quaternion(q) -> np.ndarray:
+    """3x3 rotation matrix of a quaternion ``[w, x, y, z]`` (normalised here)."""
+    w, x, y, z = np.asarray(q, dtype=float) / np.linalg.norm(q)
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class Pose:
     """Object-to-world transform: world = position + R(orientation) @ (scale * local)."""
@@ -53,14 +65,7 @@ class Pose:
 
     def rotation_matrix(self) -> np.ndarray:
         """3x3 rotation matrix of the (normalised) orientation quaternion."""
-        w, x, y, z = np.asarray(self.orientation, dtype=float) / np.linalg.norm(self.orientation)
-        return np.array(
-            [
-                [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-            ]
-        )
+        return rotation_from_quaternion(self.orientation)
 
     def matrix(self) -> np.ndarray:
         """4x4 homogeneous object-to-world matrix including scale."""

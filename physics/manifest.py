@@ -18,7 +18,7 @@ import trimesh
 
 from exporters.config import CollisionConfig
 from exporters.layout import MANIFEST
-from hiscene_sim.scene import SceneError
+from hiscene_sim.scene import SceneError, rotation_from_quaternion
 
 #: Background objects whose label starts with one of these words are the floor.
 FLOOR_WORDS = ("floor", "ground", "terrain", "plane")
@@ -179,15 +179,6 @@ def to_wxyz(q) -> Quat:
     return tuple(-v for v in q) if q[0] < 0 else q  # w >= 0: one spelling per rotation
 
 
-def rotation_matrix(q) -> np.ndarray:
-    w, x, y, z = np.asarray(q, dtype=float) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
 def rotation_angle_deg(q1, q2) -> float:
     """Angle of the rotation taking orientation q1 to q2, in degrees (0..180)."""
     a = np.asarray(q1, dtype=float) / np.linalg.norm(q1)
@@ -197,7 +188,7 @@ def rotation_angle_deg(q1, q2) -> float:
 
 
 def world_points(points: np.ndarray, position, orientation) -> np.ndarray:
-    return points @ rotation_matrix(orientation).T + np.asarray(position, dtype=float)
+    return points @ rotation_from_quaternion(orientation).T + np.asarray(position, dtype=float)
 
 
 def z_extent(points: np.ndarray, position, orientation) -> tuple[float, float]:
@@ -205,7 +196,7 @@ def z_extent(points: np.ndarray, position, orientation) -> tuple[float, float]:
     if len(points) == 0:
         z = float(position[2])
         return z, z
-    z = points @ rotation_matrix(orientation)[2] + float(position[2])
+    z = points @ rotation_from_quaternion(orientation)[2] + float(position[2])
     return float(z.min()), float(z.max())
 
 
