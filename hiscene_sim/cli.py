@@ -168,19 +168,33 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from exporters.mesh_io import load_mesh
-    from hiscene_sim.parse import ParseConfig, parse_mesh, write_parsed_scene
+    from hiscene_sim.parse import ParseConfig, parse_gaussians, parse_mesh, parts_of_gaussians, parts_of_mesh, write_parsed_scene
+    from hiscene_sim.render.gaussians import is_3dgs_ply, load_3dgs_ply
 
-    mesh = load_mesh(args.scene, f"scene file {args.scene}")
-    mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=mesh.visual, process=True)
     config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter)
+    splat = args.scene.suffix.lower() == ".ply" and args.scene.is_file() and is_3dgs_ply(args.scene)
+    if splat:
+        try:
+            gaussians = load_3dgs_ply(args.scene)
+        except (ValueError, OSError) as exc:
+            raise SceneError(f"scene file {args.scene}: {exc}") from None
+        if len(gaussians) < 100:
+            raise SceneError(f"scene file {args.scene}: only {len(gaussians)} Gaussians, too few to parse")
+    else:
+        mesh = load_mesh(args.scene, f"scene file {args.scene}")
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=mesh.visual, process=True)
     with Progress(transient=True) as progress:
         task = progress.add_task("lifting 2D masks to 3D", total=config.lift.iterations)
-        parsed = parse_mesh(mesh, config, progress=lambda i, n, loss: progress.update(task, completed=i))
-    scene = write_parsed_scene(mesh, parsed, args.out, args.scene, config)
+        tick = lambda i, n, loss: progress.update(task, completed=i)  # noqa: E731
+        parsed = parse_gaussians(gaussians, config, progress=tick) if splat else parse_mesh(mesh, config, progress=tick)
+    parts = parts_of_gaussians(gaussians, parsed.labels) if splat else parts_of_mesh(mesh, parsed.labels)
+    scene = write_parsed_scene(parts, parsed, args.out, args.scene, config)
     times = ", ".join(f"{k} {v:.1f} s" for k, v in parsed.seconds.items())
-    print(f"parsed {args.scene}: {len(scene.objects)} objects + {len(scene.background)} background into {args.out} ({times}; "
-          f"lifting {parsed.lift_seconds_per_iteration * 1000:.1f} ms/iteration)")
-    print(f"  {PARSE_BACKENDS}")
+    kind = f"{len(gaussians)} Gaussians" if splat else f"{len(mesh.faces)} faces"
+    print(f"parsed {args.scene} ({kind}): {len(scene.objects)} objects + {len(scene.background)} background into {args.out} "
+          f"({times}; lifting {parsed.lift_seconds_per_iteration * 1000:.1f} ms/iteration)")
+    print(f"  {PARSE_BACKENDS}" + ("; splat render = CPU NumPy rasteriser, object meshes from Gaussians by voxel "
+                                    "splatting + marching cubes" if splat else ""))
     return 0
 
 
@@ -219,10 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("parse", help="fused scene mesh (GLB/PLY, one welded surface) -> scene dir of separate objects",
+    p = sub.add_parser("parse", help="fused scene (GLB/PLY mesh, one welded surface, or a 3DGS PLY) -> scene dir of separate objects",
                        description="Hierarchical scene parsing (paper 3.2, A.1, A.2): render the A.1 viewpoints, segment "
                        "each view, lift the masks to 3D by contrastive learning, cluster into objects, floor as background. "
-                       "Objects are labelled 'object' (the weight-free default cannot name them). " + PARSE_BACKENDS)
+                       "Objects are labelled 'object' (the weight-free default cannot name them). A 3DGS PLY (fields opacity, "
+                       "scale_*, rot_*, as TRELLIS / 3DGS tools write it) is parsed as Gaussians: each object keeps its "
+                       "Gaussians (gaussians/<id>.ply) and gets a closed mesh built from them. " + PARSE_BACKENDS)
     p.add_argument("scene", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--views", choices=("open", "corner"), default="open", help="A.1 viewpoint set (default open)")
@@ -238,8 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_options(p)
     p.set_defaults(func=cmd_export)
 
+    from hiscene_sim.complete.commands import add_complete_parser
     from physics.commands import add_validate_parser
 
+    add_complete_parser(sub)
     add_validate_parser(sub)
 
     p = sub.add_parser("info", help="print a scene dir's objects")
@@ -250,13 +268,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from exporters.watertight import MeshError
+    from hiscene_sim.backends import BackendError
 
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(-1 if args.quiet else args.verbose)
     try:
         return int(args.func(args) or 0)
-    except (SceneError, MeshError, FileExistsError, ValueError) as exc:
+    except (SceneError, MeshError, BackendError, FileExistsError, ValueError) as exc:
         print(f"hiscene {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -255,16 +255,46 @@ def parse_gaussians(gaussians, config: ParseConfig | None = None, progress: Call
 # writing the scene dir
 
 
-def _object_mesh(mesh: trimesh.Trimesh, faces: np.ndarray) -> trimesh.Trimesh:
-    part = mesh.submesh([faces], append=True, repair=False)
-    part.remove_unreferenced_vertices()
-    return part
+@dataclass(eq=False)
+class ParsedPart:
+    """One instance's share of the fused scene, in world coordinates: its surface, and its
+    Gaussians when the scene was a splat (the mesh is then built from them)."""
+
+    mesh: trimesh.Trimesh
+    gaussians: object | None = None  # hiscene_sim.render.gaussians.Gaussians
 
 
-def write_parsed_scene(mesh: trimesh.Trimesh, parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig) -> Scene:
+def parts_of_mesh(mesh: trimesh.Trimesh, labels: np.ndarray) -> dict[int, ParsedPart]:
+    parts = {}
+    for k in np.unique(labels).tolist():
+        part = mesh.submesh([np.flatnonzero(labels == k)], append=True, repair=False)
+        part.remove_unreferenced_vertices()
+        parts[int(k)] = ParsedPart(part)
+    return parts
+
+
+def parts_of_gaussians(gaussians, labels: np.ndarray, min_gaussians: int = 8) -> dict[int, ParsedPart]:
+    """Each instance's Gaussians and a closed surface built from them
+    (:func:`hiscene_sim.gaussian_mesh.mesh_from_gaussians`, one voxel size for the scene)."""
+    from hiscene_sim.gaussian_mesh import default_pitch, mesh_from_gaussians
+
+    pitch = default_pitch(np.asarray(gaussians.means, dtype=np.float64))
+    parts = {}
+    for k in np.unique(labels).tolist():
+        index = np.flatnonzero(labels == k)
+        if len(index) < min_gaussians:
+            log.warning("instance %d has only %d Gaussians: dropped", k, len(index))
+            continue
+        g = gaussians.subset(index)
+        parts[int(k)] = ParsedPart(mesh_from_gaussians(g, pitch), g)
+    return parts
+
+
+def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig) -> Scene:
     """One object per foreground instance (label ``object``: the weight-free default cannot
-    name things), the floor as background; each mesh in a local frame whose origin is the
-    centre of its footprint at its lowest point."""
+    name things), the floor as background; each mesh (and its Gaussians, for a splat scene) in
+    a local frame whose origin is the centre of its footprint at its lowest point."""
+    from hiscene_sim.render.gaussians import Gaussians, save_3dgs_ply
 
     try:
         check_replaceable(out_dir, SCENE_FILE, protect=None)
@@ -276,27 +306,34 @@ def write_parsed_scene(mesh: trimesh.Trimesh, parsed: ParsedScene, out_dir: Path
          "resolution": config.resolution, "lift": asdict(config.lift), "cluster": asdict(config.cluster)},
         seconds=round(sum(parsed.seconds.values()), 3), created=datetime.now(timezone.utc).isoformat(),
     )
-    objects, background, meshes = [], [], {}
+    objects, background, meshes, splats = [], [], {}, {}
     n_fg = n_bg = 0
-    for k in range(int(parsed.labels.max()) + 1):
-        faces = np.flatnonzero(parsed.labels == k)
-        if len(faces) == 0:
-            continue
-        part = _object_mesh(mesh, faces)
-        lo, hi = part.bounds
+    for k, part in sorted(parts.items()):
+        lo, hi = part.mesh.bounds
         origin = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
-        part.apply_translation(-origin)
+        local = part.mesh.copy()
+        local.apply_translation(-origin)
         if k in parsed.background:
             n_bg += 1
             oid, label, bucket = f"floor_{n_bg}" if n_bg > 1 else "floor", "floor", background
         else:
             n_fg += 1
             oid, label, bucket = f"object_{n_fg}", "object", objects
-        bucket.append(SceneObject(oid, label, f"meshes/{oid}.glb", Pose(tuple(origin.tolist())), provenance=Provenance("parse", provenance.backend, {"instance": k, "faces": int(len(faces))})))
-        meshes[oid] = part
+        record = {"instance": k, "primitives": int(np.sum(parsed.labels == k))}
+        extra = {}
+        if part.gaussians is not None:
+            g = part.gaussians
+            splats[oid] = Gaussians(g.means - origin, g.scales, g.rotations, g.opacities, g.colors, g.sh_rest)
+            extra["gaussians"] = f"gaussians/{oid}.ply"
+        bucket.append(SceneObject(oid, label, f"meshes/{oid}.glb", Pose(tuple(origin.tolist())),
+                                  provenance=Provenance("parse", provenance.backend, record), extra=extra))
+        meshes[oid] = local
     scene = Scene(objects=objects, background=background, provenance=[provenance], name=Path(source).stem)
     with atomic_directory(out_dir) as tmp:
-        for oid, part in meshes.items():
-            atomic_write_bytes(tmp / "meshes" / f"{oid}.glb", part.export(file_type="glb"))
+        for oid, local in meshes.items():
+            atomic_write_bytes(tmp / "meshes" / f"{oid}.glb", local.export(file_type="glb"))
+        for oid, g in splats.items():
+            (tmp / "gaussians").mkdir(exist_ok=True)
+            save_3dgs_ply(g, tmp / "gaussians" / f"{oid}.ply")
         save_scene(scene, tmp)
     return scene

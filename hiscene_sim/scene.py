@@ -250,6 +250,10 @@ def _parse_object(data: Any, where: str) -> SceneObject:
     pose = _parse_pose(data.get("pose"), f"{where}.pose")
     prov = _parse_provenance(data["provenance"], f"{where}.provenance") if "provenance" in data else None
     extra = {k: v for k, v in data.items() if k not in {"id", "label", "mesh", "pose", "provenance"}}
+    if "gaussians" in extra:  # optional: the object's 3D Gaussians (3DGS PLY), same frame as its mesh
+        if not isinstance(extra["gaussians"], str):
+            raise SceneError(f"{where}: gaussians must be a string path, got {extra['gaussians']!r}")
+        check_relative_path(extra["gaussians"], f"{where}.gaussians")
     return SceneObject(id=oid, label=label, mesh=mesh, pose=pose, provenance=prov, extra=extra)
 
 

@@ -154,6 +154,21 @@ def save_3dgs_ply(g: Gaussians, path: str | Path) -> None:
     write_ply_vertices(path, {k: np.asarray(v, dtype=np.float32) for k, v in f.items()})
 
 
+def is_3dgs_ply(path: str | Path) -> bool:
+    """Whether ``path`` is a PLY whose vertices carry 3DGS fields (opacity, scale_0, rot_0)
+    rather than a mesh's; reads the header only."""
+    from ._ply import _parse_header
+
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    try:
+        _, elements, _ = _parse_header(head)
+    except ValueError:
+        return False
+    names = {name for element, _, props in elements if element == "vertex" for name, _ in props}
+    return {"opacity", "scale_0", "rot_0"} <= names
+
+
 def load_3dgs_ply(path: str | Path) -> Gaussians:
     """Read a 3DGS PLY (as written by 3DGS, gsplat, TRELLIS, ...); fields are read by name.
 

@@ -1,0 +1,11 @@
+"""Amodal completion (paper 3.3, B): an occluded object view in, the whole object out.
+
+Backends: ``geometric`` (default, weight-free: re-render the object without its occluders,
+:mod:`.geometric`) and ``svd`` (the Stable Video Diffusion amodal completion model with a
+9-channel UNet input, local weights, :mod:`.svd`).
+"""
+
+from hiscene_sim.complete import geometric  # noqa: F401  (registers the backend)
+from hiscene_sim.complete.base import COMPLETERS, CompletionRequest, CompletionResult, Completer
+
+__all__ = ["COMPLETERS", "Completer", "CompletionRequest", "CompletionResult"]
