@@ -41,8 +41,8 @@ from exporters.config import ExportConfig
 from exporters.layout import MJCF_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
-from hiscene_sim.scene import quaternion_from_rotation
 from hiscene_sim.atomic import atomic_write_bytes
+from hiscene_sim.scene import quaternion_from_rotation
 
 TIMESTEP = 0.002  # s
 CONTACT_TIMECONST = 0.01  # s; solref time constant, >= 2 x timestep as MuJoCo advises

@@ -9,8 +9,20 @@ import numpy as np
 from physics.config import ValidationConfig
 from physics.manifest import ExportManifest, Floor, rotation_angle_deg
 from physics.results import (
-    BELOW_FLOOR, DRIFT, FELL_THROUGH_FLOOR, FLOATING, LEFT_SUPPORT, MOVING, PENETRATION, ROTATION, UNSTABLE_CODES,
-    BodyState, Issue, ObjectResult, PenetratingPair, SimulatorResult,
+    BELOW_FLOOR,
+    DRIFT,
+    FELL_THROUGH_FLOOR,
+    FLOATING,
+    LEFT_SUPPORT,
+    MOVING,
+    PENETRATION,
+    ROTATION,
+    UNSTABLE_CODES,
+    BodyState,
+    Issue,
+    ObjectResult,
+    PenetratingPair,
+    SimulatorResult,
 )
 
 

@@ -16,7 +16,8 @@ from pxr import Usd, UsdGeom, UsdPhysics, UsdSemantics
 from exporters.collision import hull_union_iou
 from exporters.config import ExportConfig
 from exporters.export import export_scene
-from exporters.pybullet_loader import link_frame_pose, load_scene as load_pybullet_scene
+from exporters.pybullet_loader import link_frame_pose
+from exporters.pybullet_loader import load_scene as load_pybullet_scene
 from exporters.watertight import is_closed_volume, weld
 from hiscene_sim.scene import load_scene
 from tests.usd_checks import usd_compliance_errors

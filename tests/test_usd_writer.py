@@ -12,11 +12,11 @@ import trimesh
 from pxr import Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade
 
 from exporters.config import ExportConfig
-from tests.usd_checks import usd_compliance_errors  # noqa: E402
 from exporters.layout import ObjectFiles, write_object_files
 from exporters.prepare import ObjectTask, PreparedObject, prepare_object
 from exporters.usd import write_usd
 from hiscene_sim.scene import Pose, SceneObject
+from tests.usd_checks import usd_compliance_errors  # noqa: E402
 
 NASTY = 'Café "mug" <&> ../x'
 DATA = Path(pybullet_data.getDataPath())

@@ -6,6 +6,6 @@ Backends: ``geometric`` (default, weight-free: re-render the object without its 
 """
 
 from hiscene_sim.complete import geometric  # noqa: F401  (registers the backend)
-from hiscene_sim.complete.base import COMPLETERS, CompletionRequest, CompletionResult, Completer
+from hiscene_sim.complete.base import COMPLETERS, Completer, CompletionRequest, CompletionResult
 
 __all__ = ["COMPLETERS", "Completer", "CompletionRequest", "CompletionResult"]
