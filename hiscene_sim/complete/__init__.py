@@ -5,7 +5,7 @@ Backends: ``geometric`` (default, weight-free: re-render the object without its 
 9-channel UNet input, local weights, :mod:`.svd`).
 """
 
-from hiscene_sim.complete import geometric  # noqa: F401  (registers the backend)
+from hiscene_sim.complete import geometric, svd  # noqa: F401  (register the backends; svd imports torch lazily)
 from hiscene_sim.complete.base import COMPLETERS, Completer, CompletionRequest, CompletionResult
 
 __all__ = ["COMPLETERS", "Completer", "CompletionRequest", "CompletionResult"]
