@@ -146,12 +146,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"1. built a desk scene from pybullet_data meshes: {paths.source_glb}")
     imported = import_scene(paths.source_glb, paths.scene_dir)
     print(f"2. imported {len(imported.scene.all_objects())} objects into the scene dir: {paths.scene_dir}")
+    from hiscene_sim.complete.commands import print_completion, run_complete
+    from hiscene_sim.complete.stage import CompleteConfig
+
+    completion = run_complete(paths.scene_dir, CompleteConfig())
+    print("3. object-centric views, occlusion analysis (A.3) and amodal completion (geometric judge and completion, CPU):")
+    print_completion(completion, paths.scene_dir)
     result = _run_export(paths.scene_dir, paths.export_dir, _export_config(args))
-    print(f"3. exported to {paths.export_dir}")
+    print(f"4. exported to {paths.export_dir}")
     _print_export(result)
     from physics.commands import demo_validation
 
-    report = demo_validation(paths.export_dir, paths.scene_dir)
+    report = demo_validation(paths.export_dir, paths.scene_dir, step=5)
     print(f"done in {time.perf_counter() - t0:.1f} s. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
     return 0 if report.passed else 1
 
