@@ -261,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     from hiscene_sim.complete.commands import add_complete_parser
+    from hiscene_sim.generate.commands import add_generate_parser
     from physics.commands import add_validate_parser
 
     add_complete_parser(sub)
+    add_generate_parser(sub)
     add_validate_parser(sub)
 
     p = sub.add_parser("info", help="print a scene dir's objects")

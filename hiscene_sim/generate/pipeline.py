@@ -1,0 +1,320 @@
+"""``hiscene generate``: every stage of the paper's pipeline into one output folder.
+
+    prompt --(FLUX, "Isometric view of ...")--> image --(TRELLIS)--> fused 3D scene
+      --(parse: A.1 views, 2D segmentation, lifting)--> objects
+      --(complete: object-centric views, A.3 occlusion analysis, amodal completion)-->
+      --(regenerate: Algorithm 3, or the object's own geometry made watertight)--> scene dir
+      --(export: watertight, CoACD, mass; URDF / USD / MJCF)--> --(validate: settle in PyBullet, MuJoCo check)
+
+Entry points: a prompt, ``--from-image IMG`` (skips text-to-image) or ``--from-scene
+SCENE.glb|ply`` (a fused scene: skips both neural stages, so it runs on CPU with no weights).
+
+Output folder ``DIR``: the final scene dir (``scene.json``, ``meshes/``), the sim export in
+``DIR/export`` (settled and validated), intermediate stages in ``DIR/work/`` and the ledger
+``DIR/pipeline.json`` that makes a re-run resume (see :mod:`.ledger`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hiscene_sim.atomic import atomic_write_bytes
+from hiscene_sim.backends import BackendError
+from hiscene_sim.generate.config import GenerateConfig
+from hiscene_sim.generate.ledger import LEDGER_FILE, Ledger, StageRecord, file_digest, stage_key
+
+log = logging.getLogger(__name__)
+
+WORK = "work"
+STAGES = ("image", "scene3d", "parse", "complete", "regenerate", "export", "validate")
+
+
+@dataclass
+class GenerateRequest:
+    out_dir: Path
+    prompt: str | None = None
+    from_image: Path | None = None
+    from_scene: Path | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        given = [x for x in (self.prompt, self.from_image, self.from_scene) if x]
+        if len(given) != 1:
+            raise ValueError("give exactly one of a prompt, --from-image IMG or --from-scene SCENE")
+        for path, what in ((self.from_image, "image"), (self.from_scene, "scene")):
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"--from-{what} {path}: file not found")
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    backend: str
+    skipped: bool
+    seconds: float
+    summary: str = ""
+
+
+@dataclass
+class GenerateResult:
+    out_dir: Path
+    stages: list[StageOutcome] = field(default_factory=list)
+    passed: bool | None = None
+    report_path: Path | None = None
+
+
+def needed_stages(request: GenerateRequest) -> list[str]:
+    if request.from_scene:
+        return ["scene3d", "parse", "complete", "regenerate", "export", "validate"]
+    if request.from_image:
+        return ["image", "scene3d", "parse", "complete", "regenerate", "export", "validate"]
+    return list(STAGES)
+
+
+def preflight(request: GenerateRequest, config: GenerateConfig) -> dict[str, str]:
+    """Backend per stage; every weight path a chosen neural backend needs is checked here,
+    before any work (BackendError names the config key and the path)."""
+    backends = {}
+    stages = needed_stages(request)
+    if "image" in stages:
+        if request.prompt:
+            if config.image_backend != "flux":
+                raise BackendError(f"unknown text-to-image backend {config.image_backend!r} (flux)")
+            config.weights_for("generate.flux.weights")
+            backends["image"] = "flux" + ("+clip" if config.weights.get("generate.clip.weights") else "")
+        else:
+            backends["image"] = "given"
+    if request.from_scene:
+        backends["scene3d"] = "given"
+    else:
+        config.weights_for("generate.trellis.weights")
+        backends["scene3d"] = "trellis"
+    backends["parse"] = "render+geometric+contrastive-lifting"
+    if config.completion_backend == "svd":
+        config.weights_for("completion.svd.weights")
+    elif config.completion_backend != "geometric":
+        raise BackendError(f"unknown completion backend {config.completion_backend!r} (geometric, svd)")
+    from hiscene_sim.occlusion import JUDGES
+
+    if config.judge not in JUDGES.names():
+        raise BackendError(f"unknown occlusion judge {config.judge!r} ({', '.join(JUDGES.names())})")
+    backends["complete"] = f"{config.judge}-judge+{config.completion_backend}"
+    if config.regeneration_backend == "trellis":
+        config.weights_for("generate.instantmesh.weights")
+        config.weights_for("generate.trellis.weights")
+    elif config.regeneration_backend != "geometry":
+        raise BackendError(f"unknown regeneration backend {config.regeneration_backend!r} (geometry, trellis)")
+    backends["regenerate"] = config.regeneration_backend
+    backends["export"] = "trimesh+coacd+usd-core"
+    backends["validate"] = "pybullet+mujoco"
+    return backends
+
+
+def check_output_dir(out_dir: Path) -> None:
+    """DIR must be new, empty, or an earlier ``hiscene generate`` output (it has the ledger)."""
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / LEDGER_FILE).is_file())):
+        raise FileExistsError(f"{out_dir} exists and is not a hiscene generate output (no {LEDGER_FILE}); "
+                              "choose a new folder")
+
+
+class Runner:
+    """Runs stages in order, skipping those the ledger says are done with the same inputs."""
+
+    def __init__(self, request: GenerateRequest, config: GenerateConfig, backends: dict[str, str],
+                 echo: Callable[[str], None]) -> None:
+        self.request, self.config, self.backends, self.echo = request, config, backends, echo
+        self.root = Path(request.out_dir)
+        self.ledger = Ledger(self.root)
+        if request.force:
+            self.ledger.forget()
+        self.upstream = ""
+        self.result = GenerateResult(self.root)
+
+    def run(self, name: str, parameters: dict, outputs: list[str], work: Callable[[], str]) -> None:
+        key = stage_key(name, self.upstream, {"backend": self.backends[name], **parameters})
+        done = self.ledger.done(name, key)
+        if done is not None:
+            self.echo(f"  {name:10s} skipped: done in an earlier run ({done.backend}, {done.seconds:.1f} s)")
+            self.result.stages.append(StageOutcome(name, done.backend, True, 0.0, "; ".join(done.notes)))
+        else:
+            t0 = time.perf_counter()
+            summary = work()
+            seconds = time.perf_counter() - t0
+            self.ledger.record(StageRecord(name, key, self.backends[name], parameters, outputs, round(seconds, 3),
+                                           notes=[summary] if summary else []))
+            self.echo(f"  {name:10s} {self.backends[name]}: {summary} ({seconds:.1f} s)")
+            self.result.stages.append(StageOutcome(name, self.backends[name], False, seconds, summary))
+        self.upstream = key
+
+
+def generate_scene(request: GenerateRequest, config: GenerateConfig | None = None,
+                   echo: Callable[[str], None] = print) -> GenerateResult:
+    """Run (or resume) the pipeline into ``request.out_dir``."""
+    config = config or GenerateConfig()
+    backends = preflight(request, config)  # fails before any work
+    out = Path(request.out_dir)
+    check_output_dir(out)
+    (out / WORK).mkdir(parents=True, exist_ok=True)
+    runner = Runner(request, config, backends, echo)
+    seed = config.seed
+    echo(f"hiscene generate into {out} (seed {seed}); backends: " + ", ".join(f"{k} = {v}" for k, v in backends.items()))
+
+    image_path = out / WORK / "image.png"
+    scene_path = out / WORK / ("scene" + (request.from_scene.suffix.lower() if request.from_scene else ".glb"))
+    if request.prompt:
+        runner.run("image", {"prompt": request.prompt, "candidates": config.candidates, "seed": seed},
+                   [f"{WORK}/image.png"], lambda: _text_to_image(request.prompt, config, image_path))
+    elif request.from_image:
+        runner.run("image", {"image": file_digest(request.from_image)}, [f"{WORK}/image.png"],
+                   lambda: _copy(request.from_image, image_path))
+    if request.from_scene:
+        runner.run("scene3d", {"scene": file_digest(request.from_scene)}, [str(scene_path.relative_to(out))],
+                   lambda: _copy(request.from_scene, scene_path))
+    else:
+        runner.run("scene3d", {"seed": seed}, [str(scene_path.relative_to(out))],
+                   lambda: _image_to_3d(image_path, config, scene_path, out / WORK))
+
+    parsed_dir = out / WORK / "parsed"
+    runner.run("parse", {"seed": seed}, [f"{WORK}/parsed/scene.json"], lambda: _parse(scene_path, parsed_dir, seed))
+    runner.run("complete", {"seed": seed, "judge": config.judge}, [f"{WORK}/parsed/completion"],
+               lambda: _complete(parsed_dir, config))
+    runner.run("regenerate", {"seed": seed}, ["scene.json", "meshes"], lambda: _regenerate(parsed_dir, out, config))
+    runner.run("export", {}, ["export/export.json"], lambda: _export(out))
+    state: dict = {}
+    runner.run("validate", {}, ["export/validation.json"], lambda: _validate(out, state))
+    result = runner.result
+    result.passed, result.report_path = _verdict(out)
+    return result
+
+
+# ------------------------------------------------------------------------------- the stages
+def _copy(src: Path, dst: Path) -> str:
+    atomic_write_bytes(dst, Path(src).read_bytes())
+    return f"{src} ({Path(src).stat().st_size} bytes)"
+
+
+def _text_to_image(prompt: str, config: GenerateConfig, image_path: Path) -> str:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from hiscene_sim.generate.flux import ClipImageScorer, FluxTextToImage, choose_candidate, isometric_prompt
+
+    full = isometric_prompt(prompt)
+    model = FluxTextToImage(weights=config.weights_for("generate.flux.weights"))
+    seeds = [config.seed + k for k in range(config.candidates)]
+    candidates = model.generate(full, seeds)
+    scorer = ClipImageScorer(weights=config.weights_for("generate.clip.weights")) if config.weights.get("generate.clip.weights") else None
+    index, record = choose_candidate(candidates, scorer, full)
+    for k, c in enumerate(candidates):
+        Image.fromarray(np.asarray(c.image)).save(image_path.parent / f"candidate_{k}.png")
+    Image.fromarray(np.asarray(candidates[index].image)).save(image_path)
+    atomic_write_bytes(image_path.parent / "candidates.json", json.dumps(record, indent=1, default=str).encode())
+    return f"{len(candidates)} candidates for {full!r}; chose #{index}"
+
+
+def _image_to_3d(image_path: Path, config: GenerateConfig, scene_path: Path, work: Path) -> str:
+    import numpy as np
+    from PIL import Image
+
+    from hiscene_sim.generate.trellis import TrellisImageTo3D
+
+    model = TrellisImageTo3D(weights=config.weights_for("generate.trellis.weights"))
+    generated = model.generate([np.asarray(Image.open(image_path).convert("RGB"))], seed=config.seed)
+    atomic_write_bytes(scene_path, generated.mesh.export(file_type="glb"))
+    if generated.gaussians is not None:
+        from hiscene_sim.render.gaussians import save_3dgs_ply
+
+        save_3dgs_ply(generated.gaussians, work / "scene_gaussians.ply")
+    return f"{len(generated.mesh.faces)} faces"
+
+
+def _parse(scene_path: Path, parsed_dir: Path, seed: int) -> str:
+    import trimesh
+
+    from exporters.mesh_io import load_mesh
+    from hiscene_sim.lift import ClusterConfig, LiftConfig
+    from hiscene_sim.parse import ParseConfig, parse_gaussians, parse_mesh, parts_of_gaussians, parts_of_mesh, write_parsed_scene
+    from hiscene_sim.render.gaussians import is_3dgs_ply, load_3dgs_ply
+
+    config = ParseConfig(lift=LiftConfig(seed=seed), cluster=ClusterConfig(seed=seed))
+    if scene_path.suffix == ".ply" and is_3dgs_ply(scene_path):
+        gaussians = load_3dgs_ply(scene_path)
+        parsed = parse_gaussians(gaussians, config)
+        parts = parts_of_gaussians(gaussians, parsed.labels)
+    else:
+        mesh = load_mesh(scene_path, f"scene file {scene_path}")
+        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=mesh.visual, process=True)
+        parsed = parse_mesh(mesh, config)
+        parts = parts_of_mesh(mesh, parsed.labels)
+    scene = write_parsed_scene(parts, parsed, parsed_dir, scene_path, config)
+    return f"{len(scene.objects)} objects + {len(scene.background)} background"
+
+
+def _complete(parsed_dir: Path, config: GenerateConfig) -> str:
+    from hiscene_sim.complete.stage import CompleteConfig, complete_scene
+    from hiscene_sim.occlusion.select import SelectionConfig
+
+    options = {"weights": config.weights_for("completion.svd.weights")} if config.completion_backend == "svd" else {}
+    results = complete_scene(parsed_dir, CompleteConfig(selection=SelectionConfig(seed=config.seed), judge=config.judge,
+                                                        backend=config.completion_backend, backend_options=options))
+    return (f"{sum(r.n_selected for r in results)} views selected, {sum(r.n_completed for r in results)} completed, "
+            f"{sum(r.occluder_pixels_left for r in results)} occluder pixels left")
+
+
+def _regenerate(parsed_dir: Path, out: Path, config: GenerateConfig) -> str:
+    from hiscene_sim.generate.regenerate import regenerate_geometry, regenerate_scene
+
+    if config.regeneration_backend == "trellis":
+        from hiscene_sim.generate.regenerate_trellis import make_trellis_regenerator
+
+        one = make_trellis_regenerator(config)
+    else:
+        def one(obj, mesh, _parsed_dir):
+            return regenerate_geometry(mesh, obj.id)
+    results = regenerate_scene(parsed_dir, out, one, config.regeneration_backend)
+    watertight = sum(r.watertight for r in results)
+    return f"{len(results)} objects ({watertight} watertight)"
+
+
+def _export(out: Path) -> str:
+    from exporters.export import export_scene
+
+    result = export_scene(out, out / "export")
+    return f"{len(result.objects)} objects -> {', '.join(sorted(result.scene_files))}"
+
+
+def _validate(out: Path, state: dict) -> str:
+    from physics.config import ValidationConfig
+    from physics.report import validate_and_report
+
+    report, paths = validate_and_report(out / "export", ValidationConfig(), settle=True, scene_dir=out)
+    state["report"] = report
+    pb, mj = report.pybullet, report.mujoco
+    sims = f"PyBullet {pb.n_stable}/{pb.n_objects} stable" + (f", MuJoCo {mj.n_stable}/{mj.n_objects} stable" if mj else "")
+    return f"{report.verdict} ({sims}); report {paths.markdown}"
+
+
+def _verdict(out: Path) -> tuple[bool | None, Path | None]:
+    import json
+
+    path = out / "export" / "validation.json"
+    if not path.is_file():
+        return None, None
+    data = json.loads(path.read_text())
+    return bool(data.get("passed")), out / "export" / "validation.md"
+
+
+def result_json(result: GenerateResult) -> dict:
+    return {"out_dir": str(result.out_dir), "passed": result.passed,
+            "stages": [asdict(s) for s in result.stages]}
+
+
+def clean_work(out: Path) -> None:  # pragma: no cover - maintenance helper
+    shutil.rmtree(out / WORK, ignore_errors=True)
