@@ -1,0 +1,114 @@
+"""``hiscene generate``: a fused pybullet_data scene through every stage to a validated sim
+export, a resumed run that skips finished stages, and the failures that must come before any
+work."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pybullet as p
+import pytest
+
+from hiscene_sim.cli import main
+from hiscene_sim.fused import Placed, build_fused_scene, save_fused
+from hiscene_sim.generate.ledger import Ledger, StageRecord, stage_key
+from hiscene_sim.scene import load_scene
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generate")
+    fused = build_fused_scene([Placed("cube", -0.25, 0.1, 0.4), Placed("duck", 0.2, -0.15, 1.0)], seed=0)
+    path = save_fused(fused, root / "two_on_floor.glb")
+    t0 = time.perf_counter()
+    rc = main(["-q", "generate", "--from-scene", str(path), "--out", str(root / "out")])
+    return root / "out", path, rc, time.perf_counter() - t0
+
+
+def test_from_scene_gives_a_validated_export_with_one_rigid_body_per_object(generated):
+    out, _, rc, _ = generated
+    assert rc == 0  # validation passed
+    scene = load_scene(out)
+    assert len(scene.objects) == 2 and [o.label for o in scene.background] == ["floor"]
+    for obj in scene.objects:
+        assert obj.extra["regeneration"]["backend"] == "geometry"
+        assert len(obj.extra["completion"]["views"]) == 16
+    validation = json.loads((out / "export" / "validation.json").read_text())
+    assert validation["passed"] and validation["pybullet"]["n_stable"] == 2
+    export = json.loads((out / "export" / "export.json").read_text())
+    ids = {o["id"] for o in export["objects"]}
+    assert {o.id for o in scene.objects} <= ids
+    # every object is its own rigid body in PyBullet, with mass, resting where it was put
+    cid = p.connect(p.DIRECT)
+    try:
+        for obj in scene.objects:
+            urdf = out / "export" / "objects" / obj.id / f"{obj.id}.urdf"
+            body = p.loadURDF(str(urdf), physicsClientId=cid)
+            assert p.getDynamicsInfo(body, -1, physicsClientId=cid)[0] > 0
+    finally:
+        p.disconnect(cid)
+    ledger = json.loads((out / "pipeline.json").read_text())
+    assert [s["name"] for s in ledger["stages"]] == ["scene3d", "parse", "complete", "regenerate", "export", "validate"]
+    assert all(s["backend"] and s["seconds"] >= 0 for s in ledger["stages"])
+
+
+def test_a_second_run_resumes_and_skips_every_finished_stage(generated, capsys):
+    out, path, _, first_seconds = generated
+    before = (out / "scene.json").read_text()
+    t0 = time.perf_counter()
+    assert main(["generate", "--from-scene", str(path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.count("skipped: done in an earlier run") == 6
+    assert (out / "scene.json").read_text() == before
+    assert time.perf_counter() - t0 < first_seconds / 3
+
+
+def test_ledger_reruns_a_stage_whose_inputs_or_outputs_changed(tmp_path):
+    ledger = Ledger(tmp_path)
+    (tmp_path / "a.txt").write_text("x")
+    key = stage_key("parse", "upstream", {"seed": 0})
+    ledger.record(StageRecord("parse", key, "cpu", {"seed": 0}, ["a.txt"], 1.0))
+    again = Ledger(tmp_path)  # read back from pipeline.json
+    assert again.done("parse", key) is not None
+    assert again.done("parse", stage_key("parse", "upstream", {"seed": 1})) is None  # a parameter changed
+    assert again.done("parse", stage_key("parse", "other", {"seed": 0})) is None  # an earlier stage changed
+    (tmp_path / "a.txt").unlink()
+    assert again.done("parse", key) is None  # its output is gone
+
+
+def test_missing_weights_fail_before_any_work(tmp_path, capsys, monkeypatch):
+    for var in ("HISCENE_FLUX_WEIGHTS", "HISCENE_TRELLIS_WEIGHTS", "HISCENE_CLIP_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    out = tmp_path / "out"
+    assert main(["generate", "a cozy reading corner", "--out", str(out)]) == 2
+    assert "generate.flux.weights" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["generate", "a cozy reading corner", "--out", str(out), "--flux-weights", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "generate.flux.weights" in err and str(tmp_path / "nope") in err
+    image = tmp_path / "iso.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    assert main(["generate", "--from-image", str(image), "--out", str(out)]) == 2
+    assert "generate.trellis.weights" in capsys.readouterr().err
+    assert main(["generate", "--from-image", str(image), "--out", str(out), "--completion", "svd",
+                 "--trellis-weights", str(tmp_path)]) == 2
+    assert "completion.svd.weights" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_bad_requests_are_refused(tmp_path, capsys):
+    assert main(["generate", "--from-scene", str(tmp_path / "missing.glb"), "--out", str(tmp_path / "o")]) == 2
+    assert "missing.glb" in capsys.readouterr().err
+    assert main(["generate", "--out", str(tmp_path / "o")]) == 2  # nothing to start from
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep me")
+    scene = tmp_path / "s.glb"
+    scene.write_bytes(b"not a glb")
+    assert main(["generate", "--from-scene", str(scene), "--out", str(theirs)]) == 2
+    assert "not a hiscene generate output" in capsys.readouterr().err
+    assert (theirs / "notes.txt").read_text() == "keep me"
