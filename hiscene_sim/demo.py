@@ -65,6 +65,25 @@ def build_desk_glb(path: Path) -> Path:
 
 
 def demo_paths(root: Path) -> DemoPaths:
-    return DemoPaths(root, root / "desk_scene.glb", root / "scene", root / "export")
+    return DemoPaths(root, root / "desk_scene.glb", root / "scene", root / "scene" / "export")
+
+
+def desk_layout():
+    """DESK_LAYOUT as a fused-scene layout (hiscene_sim.fused.Placed): the table on the floor,
+    everything else on the table."""
+    from hiscene_sim.fused import Placed
+
+    return [Placed(asset, x, y, yaw, "floor" if asset == "table" else "table", name=node) for node, asset, x, y, yaw in DESK_LAYOUT]
+
+
+def build_fused_desk(path: Path, seed: int = 0):
+    """The demo desk as a voxel-based image-to-3D model returns a scene: ONE welded
+    marching-cubes surface with vertex colours (hiscene_sim.fused), saved with its ground truth
+    beside it. Returns the FusedScene."""
+    from hiscene_sim.fused import build_fused_scene, save_fused
+
+    fused = build_fused_scene(desk_layout(), seed=seed, name="desk")
+    save_fused(fused, path)
+    return fused
 
 
