@@ -8,7 +8,9 @@ default parse), then `hiscene complete` runs on it with the default backends (ge
 geometric completion). Per scene: views that A.3 selected and completed, the occluder pixels
 inside the completed objects' full masks before completion and how many are left after it
 (an occluded pixel counts as left when the completion kept the occluded view's colour where
-the object alone has another), and the seconds per object. The baseline is the uncompleted
+the object alone has another; counted over the object's front surface, where its own colour
+is known, not over holes that parsing cut where it was welded to a neighbour), and the
+seconds per object. The baseline is the uncompleted
 view: every occluded pixel is an occluder pixel left.
 """
 

@@ -217,7 +217,10 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from hiscene_sim.parse import ParseConfig, parse_gaussians, parse_mesh, parts_of_gaussians, parts_of_mesh, write_parsed_scene
     from hiscene_sim.render.gaussians import is_3dgs_ply, load_3dgs_ply
 
-    config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter)
+    options = {}
+    if args.segmenter == "entityseg":
+        options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
+    config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter, segmenter_options=options)
     splat = args.scene.suffix.lower() == ".ply" and args.scene.is_file() and is_3dgs_ply(args.scene)
     if splat:
         try:
@@ -295,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--views", choices=("open", "corner"), default="open", help="A.1 viewpoint set (default open)")
     p.add_argument("--resolution", type=int, default=512, help="render size in pixels (default 512)")
     p.add_argument("--segmenter", default="geometric", help="2D segmentation backend: geometric (default) or entityseg")
+    p.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
+    p.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")
     p.set_defaults(func=cmd_parse)
 
     p = sub.add_parser("export", help="scene dir -> URDF / USD / MJCF / GLB sim assets",

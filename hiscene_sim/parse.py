@@ -54,6 +54,7 @@ class ParsedScene:
     n_views: int
     seconds: dict[str, float]
     lift_seconds_per_iteration: float
+    background_kinds: dict[int, str] = field(default_factory=dict)  # background id -> "floor" / "wall"
 
     def foreground(self) -> list[int]:
         return [k for k in np.unique(self.labels).tolist() if k not in self.background]
@@ -206,6 +207,42 @@ def find_floor(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, are
     return floor
 
 
+def find_walls(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, areas: np.ndarray, min_span: float) -> set[int]:
+    """Instances that are walls: mostly vertical faces, as tall as most of the scene, and each
+    of their planes (x-facing and y-facing faces, so two walls joined at a room's corner count)
+    spanning ``min_span`` of the scene along it, thin across it, at the scene's edge."""
+    lo, hi = centers.min(axis=0), centers.max(axis=0)
+    extent = np.maximum(hi - lo, 1e-9)
+
+    def is_wall_plane(c: np.ndarray, along: int, across: int) -> bool:
+        span = (c.max(axis=0) - c.min(axis=0)) / extent
+        middle = np.median(c[:, across])
+        at_edge = min(middle - lo[across], hi[across] - middle) <= 0.1 * extent[across]
+        thin = (np.percentile(c[:, across], 95) - np.percentile(c[:, across], 5)) <= 0.1 * extent[across]
+        return span[along] >= min_span and span[2] >= 0.6 and thin and at_edge
+
+    walls = set()
+    for k in np.unique(labels):
+        sel = labels == k
+        a, n, c = areas[sel], normals[sel], centers[sel]
+        upright = np.abs(n[:, 2]) < 0.2
+        if float(np.sum(a * upright) / np.sum(a)) < 0.6:
+            continue
+        faces_x = upright & (np.abs(n[:, 0]) >= np.abs(n[:, 1]))  # a plane x = const: it runs along y
+        planes = [(faces_x, 1, 0), (upright & ~faces_x, 0, 1)]
+        big = [(m, along, across) for m, along, across in planes if np.sum(a[m]) >= 0.2 * np.sum(a[upright])]
+        if big and all(is_wall_plane(c[m], along, across) for m, along, across in big):
+            walls.add(int(k))
+    return walls
+
+
+def find_background(labels: np.ndarray, prims: "Primitives", config: ParseConfig) -> dict[int, str]:
+    """Background instances and what they are: ``floor`` or ``wall``."""
+    floor = find_floor(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span)
+    walls = find_walls(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span) - floor
+    return {**{k: "floor" for k in floor}, **{k: "wall" for k in walls}}
+
+
 def face_adjacency_matrix(mesh: trimesh.Trimesh) -> sp.coo_matrix:
     return Primitives.of_mesh(mesh).adjacency()
 
@@ -219,12 +256,12 @@ def _parse(views: list[RenderResult], prims: Primitives, config: ParseConfig, se
         view_masks, len(prims.centers), prims.adjacency(), prims.areas, config, progress
     )
     t0 = time.perf_counter()
-    background = find_floor(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span)
-    labels = merge_unless_resting(labels, prims, background, config.support_tolerance)
+    background = find_background(labels, prims, config)
+    labels = merge_unless_resting(labels, prims, set(background), config.support_tolerance)
     labels = relabel_by_area(labels, prims.areas)
-    background = find_floor(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span)
+    kinds = find_background(labels, prims, config)
     seconds["cleanup"] = time.perf_counter() - t0
-    return ParsedScene(labels, background, len(views), seconds, lifted.seconds_per_iteration)
+    return ParsedScene(labels, set(kinds), len(views), seconds, lifted.seconds_per_iteration, kinds)
 
 
 def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
@@ -307,15 +344,16 @@ def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_di
         seconds=round(sum(parsed.seconds.values()), 3), created=datetime.now(timezone.utc).isoformat(),
     )
     objects, background, meshes, splats = [], [], {}, {}
-    n_fg = n_bg = 0
+    n_fg, n_bg = 0, {}
     for k, part in sorted(parts.items()):
         lo, hi = part.mesh.bounds
         origin = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
         local = part.mesh.copy()
         local.apply_translation(-origin)
         if k in parsed.background:
-            n_bg += 1
-            oid, label, bucket = f"floor_{n_bg}" if n_bg > 1 else "floor", "floor", background
+            label = parsed.background_kinds.get(k, "floor")
+            n_bg[label] = n_bg.get(label, 0) + 1
+            oid, bucket = (label if n_bg[label] == 1 else f"{label}_{n_bg[label]}"), background
         else:
             n_fg += 1
             oid, label, bucket = f"object_{n_fg}", "object", objects

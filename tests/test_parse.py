@@ -92,3 +92,28 @@ def test_a_gaussian_splat_scene_parses_through_the_same_lifting(fused, tmp_path)
     assert by_gaussians.count_exact and by_meshes.count_exact
     assert by_gaussians.mean_iou >= 0.8
     assert by_meshes.mean_iou >= 0.7
+
+
+def test_a_corner_scene_keeps_its_walls_and_floor_as_background():
+    """Two walls meeting in a corner, welded to the floor and to each other (the A.1 corner
+    views): the walls are recognised as background, the objects in front of them are found."""
+    from hiscene_sim.fused import FusedObjectInfo, fuse_meshes, place_objects
+    from hiscene_sim.parse import ParseConfig, parse_mesh
+    from hiscene_sim.parse_metrics import score_face_labels
+
+    infos = place_objects([Placed("cube", 0.2, 0.3, 0.3), Placed("duck", 0.4, -0.1, 1.0), Placed("mug", -0.5, -0.5, 0.5)])
+    for name, size, center in (("wall_x", (0.03, 2.0, 1.0), (-1.0, 0, 0.5)), ("wall_y", (2.0, 0.03, 1.0), (0, -1.0, 0.5))):
+        wall = trimesh.creation.box(size)
+        wall.apply_translation(center)
+        wall.visual.vertex_colors = (200, 200, 190, 255)
+        infos.append(FusedObjectInfo(name, "wall", True, wall.bounds.copy(), wall, None))
+    fused = fuse_meshes(infos, seed=0)
+    parsed = parse_mesh(fused.mesh, ParseConfig(views="corner"))
+    score = score_face_labels(fused, parsed.labels, parsed.background)
+    print(parsed.background_kinds, score.summary())
+    assert set(parsed.background_kinds.values()) == {"floor", "wall"}
+    # every wall face ends up in a wall instance
+    walls = [k for k, kind in parsed.background_kinds.items() if kind == "wall"]
+    wall_faces = np.isin(fused.face_object, [i for i, o in enumerate(fused.objects) if o.name.startswith("wall")])
+    assert np.isin(parsed.labels[wall_faces], walls).mean() > 0.9
+    assert score.count_exact and score.mean_iou >= 0.85

@@ -53,7 +53,7 @@ class ObjectCompletion:
     decisions: list[ViewDecision]
     images: list[str]  # paths relative to the scene dir
     occluder_pixels_left: int
-    occluded_pixels: int  # occluder pixels inside the full masks of the completed views
+    occluded_pixels: int  # occluder pixels over the target's front surface in the completed views
     seconds: float
 
     @property
@@ -65,11 +65,14 @@ class ObjectCompletion:
         return sum(d.needs_completion for d in self.decisions)
 
 
-def occluder_pixels_left(completed: CompletionResult, view: ObjectView, alone: np.ndarray, tolerance: int) -> int:
+def occluder_pixels_left(completed: CompletionResult, view: ObjectView, alone: np.ndarray, tolerance: int,
+                         known: np.ndarray | None = None) -> int:
     """Pixels of the target's full mask where the completed image still shows the occluder:
     the view was occluded there, the completion kept the occluded view's colour, and the
-    target itself (rendered alone) has a different colour there."""
-    occluded = view.occluder_mask
+    target itself (rendered alone) has a different colour there. ``known`` restricts the count
+    to pixels where the target's own appearance is known (its front surface, not a hole cut by
+    parsing, whose fill colour can match an occluder's by chance)."""
+    occluded = view.occluder_mask if known is None else view.occluder_mask & known
     kept = np.abs(completed.image.astype(np.int16) - view.image.astype(np.int16)).max(axis=2) <= tolerance
     differs = np.abs(alone.astype(np.int16) - view.image.astype(np.int16)).max(axis=2) > tolerance
     return int(np.count_nonzero(occluded & kept & differs))
@@ -139,9 +142,10 @@ def complete_object(renderer: ObjectViewRenderer, completer, object_id: str, lab
             continue
         if d.needs_completion:
             result = completer.complete(CompletionRequest(v.image, v.visible_mask, v.full_mask, label, object_id, v.camera))
-            alone, _, _ = renderer.render_alone(object_id, v.camera)
-            left += occluder_pixels_left(result, v, alone, config.color_tolerance)
-            occluded += int(np.count_nonzero(v.occluder_mask))
+            alone, primitive, back = renderer.render_alone(object_id, v.camera)
+            front = (primitive >= 0) & ~back
+            left += occluder_pixels_left(result, v, alone, config.color_tolerance, known=front)
+            occluded += int(np.count_nonzero(v.occluder_mask & front))
         else:
             result = _isolate(v)
         objects[d.index] = result.image
