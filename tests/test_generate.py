@@ -112,3 +112,64 @@ def test_bad_requests_are_refused(tmp_path, capsys):
     assert main(["generate", "--from-scene", str(scene), "--out", str(theirs)]) == 2
     assert "not a hiscene generate output" in capsys.readouterr().err
     assert (theirs / "notes.txt").read_text() == "keep me"
+
+
+class SceneThenRoom:
+    """TRELLIS-shaped pipeline (``run`` -> ``{"mesh": [MeshExtractResult-like]}`` in TRELLIS's
+    frame: Z up, inside [-0.5, 0.5]^3): the first call returns a fused scene, the next ones a
+    room (floor and two walls) for the background stage."""
+
+    def __init__(self, scene_mesh):
+        import trimesh
+
+        room = [trimesh.creation.box((2.0, 2.0, 0.05)), trimesh.creation.box((0.05, 2.0, 1.0)), trimesh.creation.box((2.0, 0.05, 1.0))]
+        room[0].apply_translation((0, 0, -0.025))
+        room[1].apply_translation((-1.0, 0, 0.5))
+        room[2].apply_translation((0, -1.0, 0.5))
+        self.meshes = [scene_mesh, trimesh.util.concatenate(room)]
+        self.prompts = []
+
+    def run(self, image, **kwargs):
+        from tests.test_generate_adapters import FakeMeshExtractResult
+
+        mesh = self.meshes[min(len(self.prompts), 1)]
+        self.prompts.append(kwargs.get("seed"))
+        lo, hi = mesh.bounds
+        v = (mesh.vertices - (lo + hi) / 2) / float(np.max(hi - lo))  # TRELLIS's normalisation
+        colors = np.asarray(mesh.visual.vertex_colors)[:, :3] / 255.0 if mesh.visual.kind == "vertex" else np.full((len(v), 3), 0.6)
+        return {"mesh": [FakeMeshExtractResult(v, mesh.faces, np.hstack([colors, np.zeros_like(v)]))]}
+
+
+def test_a_prompt_runs_through_flux_and_the_trellis_adapter(tmp_path):
+    """The prompt path with a tiny FLUX (upstream diffusers classes) and the TRELLIS adapter
+    over a TRELLIS-shaped pipeline: image candidates, 3D scene, parse ... validate, and the
+    background regenerated from "A background of ..." (paper D)."""
+    from hiscene_sim.generate.config import GenerateConfig
+    from hiscene_sim.generate.flux import FluxTextToImage
+    from hiscene_sim.generate.pipeline import GenerateRequest, generate_scene
+    from hiscene_sim.generate.trellis import TrellisImageTo3D
+    from tests.test_generate_adapters import SETTINGS, _tiny_flux_components
+
+    flux = FluxTextToImage(components=_tiny_flux_components(tmp_path), device="cpu", **SETTINGS)
+    fused = build_fused_scene([Placed("cube", -0.25, 0.1, 0.4), Placed("duck", 0.2, -0.15, 1.0)], seed=0)
+    fake = SceneThenRoom(fused.mesh)
+    out = tmp_path / "out"
+    result = generate_scene(GenerateRequest(out, prompt="a cube and a duck on the floor"), GenerateConfig(candidates=2),
+                            models={"flux": flux, "trellis": TrellisImageTo3D(pipeline=fake), "clip": None})
+    assert result.passed
+    assert [s.name for s in result.stages] == ["image", "scene3d", "parse", "complete", "regenerate", "background", "export", "validate"]
+    record = json.loads((out / "work" / "candidates.json").read_text())
+    assert record["method"] == "first" and len(record["seeds"]) == 2
+    assert (out / "work" / "candidate_1.png").is_file()
+    scene = load_scene(out)
+    assert len(scene.objects) == 2
+    generated = [o for o in scene.background if o.label == "background"]
+    assert len(generated) == 1 and generated[0].provenance.parameters["prompt"] == "Isometric view of A background of a cube and a duck on the floor"
+    # the generated room is fitted to the parsed floor: same footprint, its floor at the floor's top
+    import trimesh
+
+    room = trimesh.load(out / generated[0].mesh, force="mesh")
+    floor = next(o for o in scene.background if o.label == "floor")
+    floor_mesh = trimesh.load(out / floor.mesh, force="mesh").apply_transform(floor.pose.matrix())
+    assert np.allclose(room.bounds[:, :2], floor_mesh.bounds[:, :2], atol=0.05)
+    assert abs(room.bounds[0][2] + 0.05 * room.extents[0] / 2.0 - floor_mesh.bounds[1][2]) < 0.03

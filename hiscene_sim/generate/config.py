@@ -44,6 +44,7 @@ class GenerateConfig:
     regeneration_backend: str = "geometry"  # or "trellis" (LRM prior + Algorithm 3)
     judge: str = "geometric"  # occlusion judge: or "vlm"
     candidates: int = 4  # FLUX images to choose from
+    scene_size: float = 2.0  # metres: the generated scene's longest horizontal side
     seed: int = 0
     weights: dict[str, Path] = field(default_factory=dict)
 

@@ -31,7 +31,7 @@ from hiscene_sim.generate.ledger import LEDGER_FILE, Ledger, StageRecord, file_d
 log = logging.getLogger(__name__)
 
 WORK = "work"
-STAGES = ("image", "scene3d", "parse", "complete", "regenerate", "export", "validate")
+STAGES = ("image", "scene3d", "parse", "complete", "regenerate", "background", "export", "validate")
 
 
 @dataclass
@@ -70,29 +70,31 @@ class GenerateResult:
 
 def needed_stages(request: GenerateRequest) -> list[str]:
     if request.from_scene:
-        return ["scene3d", "parse", "complete", "regenerate", "export", "validate"]
-    if request.from_image:
-        return ["image", "scene3d", "parse", "complete", "regenerate", "export", "validate"]
+        return ["scene3d", "parse", "complete", "regenerate", "background", "export", "validate"]
     return list(STAGES)
 
 
-def preflight(request: GenerateRequest, config: GenerateConfig) -> dict[str, str]:
+def preflight(request: GenerateRequest, config: GenerateConfig, models: dict | None = None) -> dict[str, str]:
     """Backend per stage; every weight path a chosen neural backend needs is checked here,
-    before any work (BackendError names the config key and the path)."""
+    before any work (BackendError names the config key and the path). ``models`` holds
+    already-built models by backend name (``flux``, ``trellis``): their weights are not needed."""
+    models = models or {}
     backends = {}
     stages = needed_stages(request)
     if "image" in stages:
         if request.prompt:
             if config.image_backend != "flux":
                 raise BackendError(f"unknown text-to-image backend {config.image_backend!r} (flux)")
-            config.weights_for("generate.flux.weights")
+            if "flux" not in models:
+                config.weights_for("generate.flux.weights")
             backends["image"] = "flux" + ("+clip" if config.weights.get("generate.clip.weights") else "")
         else:
             backends["image"] = "given"
     if request.from_scene:
         backends["scene3d"] = "given"
     else:
-        config.weights_for("generate.trellis.weights")
+        if "trellis" not in models:
+            config.weights_for("generate.trellis.weights")
         backends["scene3d"] = "trellis"
     backends["parse"] = "render+geometric+contrastive-lifting"
     if config.completion_backend == "svd":
@@ -110,6 +112,8 @@ def preflight(request: GenerateRequest, config: GenerateConfig) -> dict[str, str
     elif config.regeneration_backend != "geometry":
         raise BackendError(f"unknown regeneration backend {config.regeneration_backend!r} (geometry, trellis)")
     backends["regenerate"] = config.regeneration_backend
+    # paper D: with a prompt (so FLUX and TRELLIS are there) the background is regenerated
+    backends["background"] = "flux+trellis" if request.prompt else "parsed"
     backends["export"] = "trimesh+coacd+usd-core"
     backends["validate"] = "pybullet+mujoco"
     return backends
@@ -153,10 +157,13 @@ class Runner:
 
 
 def generate_scene(request: GenerateRequest, config: GenerateConfig | None = None,
-                   echo: Callable[[str], None] = print) -> GenerateResult:
-    """Run (or resume) the pipeline into ``request.out_dir``."""
+                   echo: Callable[[str], None] = print, models: dict | None = None) -> GenerateResult:
+    """Run (or resume) the pipeline into ``request.out_dir``. ``models``: already-built
+    models by backend name (``flux``: a TextToImage, ``clip``: an ImageScorer, ``trellis``: an
+    ImageTo3D), used instead of loading them from the configured weights."""
     config = config or GenerateConfig()
-    backends = preflight(request, config)  # fails before any work
+    models = dict(models or {})
+    backends = preflight(request, config, models)  # fails before any work
     out = Path(request.out_dir)
     check_output_dir(out)
     (out / WORK).mkdir(parents=True, exist_ok=True)
@@ -168,7 +175,7 @@ def generate_scene(request: GenerateRequest, config: GenerateConfig | None = Non
     scene_path = out / WORK / ("scene" + (request.from_scene.suffix.lower() if request.from_scene else ".glb"))
     if request.prompt:
         runner.run("image", {"prompt": request.prompt, "candidates": config.candidates, "seed": seed},
-                   [f"{WORK}/image.png"], lambda: _text_to_image(request.prompt, config, image_path))
+                   [f"{WORK}/image.png"], lambda: _text_to_image(request.prompt, config, image_path, models))
     elif request.from_image:
         runner.run("image", {"image": file_digest(request.from_image)}, [f"{WORK}/image.png"],
                    lambda: _copy(request.from_image, image_path))
@@ -177,13 +184,15 @@ def generate_scene(request: GenerateRequest, config: GenerateConfig | None = Non
                    lambda: _copy(request.from_scene, scene_path))
     else:
         runner.run("scene3d", {"seed": seed}, [str(scene_path.relative_to(out))],
-                   lambda: _image_to_3d(image_path, config, scene_path, out / WORK))
+                   lambda: _image_to_3d(image_path, config, scene_path, out / WORK, models))
 
     parsed_dir = out / WORK / "parsed"
     runner.run("parse", {"seed": seed}, [f"{WORK}/parsed/scene.json"], lambda: _parse(scene_path, parsed_dir, seed))
     runner.run("complete", {"seed": seed, "judge": config.judge}, [f"{WORK}/parsed/completion"],
                lambda: _complete(parsed_dir, config))
     runner.run("regenerate", {"seed": seed}, ["scene.json", "meshes"], lambda: _regenerate(parsed_dir, out, config))
+    runner.run("background", {"seed": seed, "prompt": request.prompt}, ["scene.json"],
+               lambda: _background(request.prompt, out, config, models) if request.prompt else "kept the parsed background")
     runner.run("export", {}, ["export/export.json"], lambda: _export(out))
     state: dict = {}
     runner.run("validate", {}, ["export/validation.json"], lambda: _validate(out, state))
@@ -198,20 +207,39 @@ def _copy(src: Path, dst: Path) -> str:
     return f"{src} ({Path(src).stat().st_size} bytes)"
 
 
-def _text_to_image(prompt: str, config: GenerateConfig, image_path: Path) -> str:
+def _model(models: dict, name: str, config: GenerateConfig):
+    """The model for backend ``name``: the one given, else loaded once from its weights."""
+    if name not in models:
+        if name == "flux":
+            from hiscene_sim.generate.flux import FluxTextToImage
+
+            models[name] = FluxTextToImage(weights=config.weights_for("generate.flux.weights"))
+        elif name == "clip":
+            from hiscene_sim.generate.flux import ClipImageScorer
+
+            key = "generate.clip.weights"
+            models[name] = ClipImageScorer(weights=config.weights_for(key)) if config.weights.get(key) else None
+        elif name == "trellis":
+            from hiscene_sim.generate.trellis import TrellisImageTo3D
+
+            models[name] = TrellisImageTo3D(weights=config.weights_for("generate.trellis.weights"))
+        else:  # pragma: no cover - programming error
+            raise KeyError(name)
+    return models[name]
+
+
+def _text_to_image(prompt: str, config: GenerateConfig, image_path: Path, models: dict) -> str:
     import json
 
     import numpy as np
     from PIL import Image
 
-    from hiscene_sim.generate.flux import ClipImageScorer, FluxTextToImage, choose_candidate, isometric_prompt
+    from hiscene_sim.generate.flux import choose_candidate, isometric_prompt
 
     full = isometric_prompt(prompt)
-    model = FluxTextToImage(weights=config.weights_for("generate.flux.weights"))
     seeds = [config.seed + k for k in range(config.candidates)]
-    candidates = model.generate(full, seeds)
-    scorer = ClipImageScorer(weights=config.weights_for("generate.clip.weights")) if config.weights.get("generate.clip.weights") else None
-    index, record = choose_candidate(candidates, scorer, full)
+    candidates = _model(models, "flux", config).generate(full, seeds)
+    index, record = choose_candidate(candidates, _model(models, "clip", config), full)
     for k, c in enumerate(candidates):
         Image.fromarray(np.asarray(c.image)).save(image_path.parent / f"candidate_{k}.png")
     Image.fromarray(np.asarray(candidates[index].image)).save(image_path)
@@ -219,20 +247,28 @@ def _text_to_image(prompt: str, config: GenerateConfig, image_path: Path) -> str
     return f"{len(candidates)} candidates for {full!r}; chose #{index}"
 
 
-def _image_to_3d(image_path: Path, config: GenerateConfig, scene_path: Path, work: Path) -> str:
+def _image_to_3d(image_path: Path, config: GenerateConfig, scene_path: Path, work: Path, models: dict) -> str:
     import numpy as np
     from PIL import Image
 
-    from hiscene_sim.generate.trellis import TrellisImageTo3D
+    from hiscene_sim.render.gaussians import Gaussians, save_3dgs_ply
 
-    model = TrellisImageTo3D(weights=config.weights_for("generate.trellis.weights"))
+    model = _model(models, "trellis", config)
     generated = model.generate([np.asarray(Image.open(image_path).convert("RGB"))], seed=config.seed)
-    atomic_write_bytes(scene_path, generated.mesh.export(file_type="glb"))
+    # an image-to-3D model knows no metric scale: the scene's longest horizontal side becomes
+    # config.scene_size metres, its lowest point z = 0
+    mesh = generated.mesh.copy()
+    lo, hi = mesh.bounds
+    scale = config.scene_size / max(float(np.max(hi[:2] - lo[:2])), 1e-9)
+    shift = -np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]]) * scale
+    mesh.apply_scale(scale)
+    mesh.apply_translation(shift)
+    atomic_write_bytes(scene_path, mesh.export(file_type="glb"))
     if generated.gaussians is not None:
-        from hiscene_sim.render.gaussians import save_3dgs_ply
-
-        save_3dgs_ply(generated.gaussians, work / "scene_gaussians.ply")
-    return f"{len(generated.mesh.faces)} faces"
+        g = generated.gaussians
+        save_3dgs_ply(Gaussians(g.means * scale + shift, g.scales * scale, g.rotations, g.opacities, g.colors, g.sh_rest),
+                      work / "scene_gaussians.ply")
+    return f"{len(mesh.faces)} faces, scaled x{scale:.3f} to {config.scene_size} m"
 
 
 def _parse(scene_path: Path, parsed_dir: Path, seed: int) -> str:
@@ -281,6 +317,22 @@ def _regenerate(parsed_dir: Path, out: Path, config: GenerateConfig) -> str:
     results = regenerate_scene(parsed_dir, out, one, config.regeneration_backend)
     watertight = sum(r.watertight for r in results)
     return f"{len(results)} objects ({watertight} watertight)"
+
+
+def _background(prompt: str, out: Path, config: GenerateConfig, models: dict) -> str:
+    """Paper D: "A background of ..." -> image -> 3D, fitted into the parsed scene's footprint
+    with its floor at the parsed floor's top, added as static visual background; the flat
+    parsed floor stays the physical support."""
+    import numpy as np
+
+    from hiscene_sim.generate.background import add_generated_background, background_prompt
+    from hiscene_sim.generate.flux import isometric_prompt
+
+    text = isometric_prompt(background_prompt(prompt))
+    image = _model(models, "flux", config).generate(text, [config.seed])[0].image
+    generated = _model(models, "trellis", config).generate([np.asarray(image)], seed=config.seed)
+    placed = add_generated_background(out, generated.mesh, text)
+    return f"{text!r} -> {len(generated.mesh.faces)} faces, fitted to {placed}"
 
 
 def _export(out: Path) -> str:
