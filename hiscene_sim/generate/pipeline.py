@@ -293,13 +293,32 @@ def _parse(scene_path: Path, parsed_dir: Path, seed: int) -> str:
     return f"{len(scene.objects)} objects + {len(scene.background)} background"
 
 
+def _object_progress(description: str, total: int):
+    """A progress bar over a stage's objects (rich: a live bar on a terminal, nothing in CI logs,
+    where each stage still prints its summary line); returns (context, callback)."""
+    from rich.progress import Progress
+
+    progress = Progress(transient=True)
+    task = progress.add_task(description, total=total)
+    return progress, lambda done, *_: progress.update(task, completed=done)
+
+
+def _n_objects(scene_dir: Path) -> int:
+    from hiscene_sim.scene import load_scene
+
+    return len(load_scene(scene_dir).objects)
+
+
 def _complete(parsed_dir: Path, config: GenerateConfig) -> str:
     from hiscene_sim.complete.stage import CompleteConfig, complete_scene
     from hiscene_sim.occlusion.select import SelectionConfig
 
     options = {"weights": config.weights_for("completion.svd.weights")} if config.completion_backend == "svd" else {}
-    results = complete_scene(parsed_dir, CompleteConfig(selection=SelectionConfig(seed=config.seed), judge=config.judge,
-                                                        backend=config.completion_backend, backend_options=options))
+    bar, tick = _object_progress("complete: views + occlusion + completion", _n_objects(parsed_dir))
+    with bar:
+        results = complete_scene(parsed_dir, CompleteConfig(selection=SelectionConfig(seed=config.seed), judge=config.judge,
+                                                            backend=config.completion_backend, backend_options=options),
+                                 progress=tick)
     return (f"{sum(r.n_selected for r in results)} views selected, {sum(r.n_completed for r in results)} completed, "
             f"{sum(r.occluder_pixels_left for r in results)} occluder pixels left")
 
@@ -314,7 +333,9 @@ def _regenerate(parsed_dir: Path, out: Path, config: GenerateConfig) -> str:
     else:
         def one(obj, mesh, _parsed_dir):
             return regenerate_geometry(mesh, obj.id)
-    results = regenerate_scene(parsed_dir, out, one, config.regeneration_backend)
+    bar, tick = _object_progress(f"regenerate ({config.regeneration_backend})", _n_objects(parsed_dir))
+    with bar:
+        results = regenerate_scene(parsed_dir, out, one, config.regeneration_backend, progress=tick)
     watertight = sum(r.watertight for r in results)
     return f"{len(results)} objects ({watertight} watertight)"
 
@@ -337,8 +358,17 @@ def _background(prompt: str, out: Path, config: GenerateConfig, models: dict) ->
 
 def _export(out: Path) -> str:
     from exporters.export import export_scene
+    from hiscene_sim.scene import load_scene
 
-    result = export_scene(out, out / "export")
+    bar, _ = _object_progress("export: watertight + CoACD + mass", len(load_scene(out).all_objects()))
+    count = [0]
+
+    def advance(_obj) -> None:
+        count[0] += 1
+        bar.update(bar.task_ids[0], completed=count[0])
+
+    with bar:
+        result = export_scene(out, out / "export", on_object=advance)
     return f"{len(result.objects)} objects -> {', '.join(sorted(result.scene_files))}"
 
 
