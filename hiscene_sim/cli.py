@@ -310,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_options(p)
     p.set_defaults(func=cmd_export)
 
+    from hiscene_sim.batch.commands import add_batch_parser
     from hiscene_sim.complete.commands import add_complete_parser
     from hiscene_sim.generate.commands import add_generate_parser
     from physics.commands import add_validate_parser
@@ -317,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_complete_parser(sub)
     add_generate_parser(sub)
     add_validate_parser(sub)
+    add_batch_parser(sub)
 
     p = sub.add_parser("info", help="print a scene dir's objects")
     p.add_argument("scene_dir", type=Path)
