@@ -9,6 +9,7 @@ import argparse
 import io
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -250,6 +251,9 @@ def test_ctrl_c_cancels_and_leaves_no_half_written_scene(inputs, ray_local, tmp_
             _thread.interrupt_main()
             stopped.wait(20.0)
 
+    # a user's Ctrl-C reaches the CLI through Python's default SIGINT handler; an earlier test
+    # (or library) may have replaced it in this process, so the test puts it back
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt_when_running, daemon=True).start()
     t0 = time.perf_counter()
     try:
@@ -257,6 +261,7 @@ def test_ctrl_c_cancels_and_leaves_no_half_written_scene(inputs, ray_local, tmp_
             run_batch(jobs, out, BatchConfig(), scene_fn=slow, contact_sheet=False)
     finally:
         stopped.set()
+        signal.signal(signal.SIGINT, previous)
     assert time.perf_counter() - t0 < 90  # cancelled, not waited for (a task stuck in C code is killed after 15 s)
     assert not list(out.glob(".*.tmp-*")) and not (out / "blocks").exists() and not (out / "corrupt").exists()
     assert (out / MANIFEST_JSONL).read_text() == ""  # written, with nothing finished
