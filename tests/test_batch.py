@@ -4,14 +4,12 @@ prompts without a generation backend, and plausible variants."""
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import io
 import json
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from hiscene_sim.atomic import atomic_directory, atomic_write_bytes
+from hiscene_sim.atomic import atomic_write_bytes
 from hiscene_sim.batch.jobs import BatchConfig, VariantConfig, discover_jobs, parse_resources
 from hiscene_sim.batch.manifest import MANIFEST_JSONL, manifest_rows, read_manifest
 from hiscene_sim.batch.progress import BatchProgress
@@ -227,41 +225,49 @@ def test_a_worker_that_always_dies_fails_its_scene_only(inputs, ray_local, tmp_p
     assert [j.name for j in todo] == ["blocks"]  # the next run tries it again
 
 
-def test_ctrl_c_cancels_and_leaves_no_half_written_scene(inputs, ray_local, tmp_path):
+CTRL_C_SCRIPT = """
+import sys, time
+from pathlib import Path
+from hiscene_sim.atomic import atomic_directory
+from hiscene_sim.batch.jobs import BatchConfig, discover_jobs
+from hiscene_sim.batch.runner import run_batch
+
+def slow(job, out_dir, config):
+    with atomic_directory(Path(out_dir) / job.name) as tmp:
+        (tmp / "half.txt").write_text("half written")
+        for _ in range(1200):  # Python-level work: Ray's cancel raises KeyboardInterrupt in it
+            time.sleep(0.1)
+    return {}
+
+jobs = discover_jobs([Path(p) for p in sys.argv[2:]], BatchConfig())
+try:
+    run_batch(jobs, Path(sys.argv[1]), BatchConfig(), scene_fn=slow, num_cpus=2, contact_sheet=False)
+except KeyboardInterrupt:
+    sys.exit(130)
+sys.exit(0)
+"""
+
+
+def test_ctrl_c_cancels_and_leaves_no_half_written_scene(inputs, tmp_path):
+    """A real Ctrl-C (SIGINT) to a batch process while two scenes are half written."""
+    import subprocess
+
     out = tmp_path / "out"
-
-    def slow(job, out_dir, config):
-        with atomic_directory(Path(out_dir) / job.name) as tmp:
-            (tmp / "half.txt").write_text("half written")
-            for _ in range(1200):  # Python-level work: Ray's cancel raises KeyboardInterrupt in it
-                time.sleep(0.1)
-        return {}
-
-    jobs = discover_jobs([inputs["blocks"], inputs["corrupt"]], BatchConfig())
-
-    stopped = threading.Event()
-
-    def interrupt_when_running():
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(out.glob(".*.tmp-*"))) < 2:
-            time.sleep(0.2)
-        # Ctrl-C, again every 20 s until the run stops: a SIGINT that lands while a library
-        # has its own handler installed (Ray's start-up) is not ours to see
-        while not stopped.is_set():
-            _thread.interrupt_main()
-            stopped.wait(20.0)
-
-    # a user's Ctrl-C reaches the CLI through Python's default SIGINT handler; an earlier test
-    # (or library) may have replaced it in this process, so the test puts it back
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    threading.Thread(target=interrupt_when_running, daemon=True).start()
-    t0 = time.perf_counter()
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(inputs["blocks"]), str(inputs["corrupt"])])
     try:
-        with pytest.raises(KeyboardInterrupt):
-            run_batch(jobs, out, BatchConfig(), scene_fn=slow, contact_sheet=False)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and len(list(out.glob(".*.tmp-*"))) < 2 and proc.poll() is None:
+            time.sleep(0.2)
+        assert len(list(out.glob(".*.tmp-*"))) == 2, "the two scenes never started"
+        t0 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=120)
     finally:
-        stopped.set()
-        signal.signal(signal.SIGINT, previous)
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 130
     assert time.perf_counter() - t0 < 90  # cancelled, not waited for (a task stuck in C code is killed after 15 s)
     assert not list(out.glob(".*.tmp-*")) and not (out / "blocks").exists() and not (out / "corrupt").exists()
     assert (out / MANIFEST_JSONL).read_text() == ""  # written, with nothing finished
