@@ -4,7 +4,7 @@ protocols; the pipeline and the shape-prior injection (Algorithm 3) code against
 so tiny models in tests and real checkpoints on a GPU go through the same code.
 
 Arrays: images are (H, W, 3) uint8 RGB; meshes are trimesh.Trimesh in metres, +Z up, unless
-an adapter documents its own frame (TRELLIS outputs Y-up in [-0.5, 0.5]^3: its adapter converts).
+an adapter documents its own frame (TRELLIS returns Z-up in [-0.5, 0.5]^3 and exports Y-up GLB / PLY files: its adapter converts all three).
 """
 
 from __future__ import annotations
