@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from hiscene_sim.fused import Placed, build_fused_scene, save_fused
+from hiscene_sim.testing.fused_scenes import Placed, build_fused_scene, save_fused
 
-VOXEL, FLOOR = 0.005, 0.8  # the fused test set's voxel size (hiscene_sim.fused.DEFAULT_VOXEL); a small floor
+VOXEL, FLOOR = 0.005, 0.8  # the fused test set's voxel size (hiscene_sim.testing.fused_scenes.DEFAULT_VOXEL); a small floor
 LAYOUTS = [  # 1-2 objects each, footprints apart
     [Placed("jenga", 0.0, 0.0, 0.4)],
     [Placed("teddy", 0.0, 0.0, 0.4)],

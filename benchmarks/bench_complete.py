@@ -3,7 +3,7 @@
     python benchmarks/bench_complete.py               # the 10 parse test scenes (seed 0)
     python benchmarks/bench_complete.py --scenes 3
 
-Each fused test scene (hiscene_sim.fused.test_set) is parsed into a scene dir (the CPU
+Each fused test scene (hiscene_sim.testing.fused_scenes.test_set) is parsed into a scene dir (the CPU
 default parse), then `hiscene complete` runs on it with the default backends (geometric judge,
 geometric completion). Per scene: views that A.3 selected and completed, the occluder pixels
 inside the completed objects' full masks before completion and how many are left after it
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from hiscene_sim.complete.stage import CompleteConfig, complete_scene
-from hiscene_sim.fused import build_fused_scene, test_specs
 from hiscene_sim.parse import ParseConfig, parse_mesh, parts_of_mesh, write_parsed_scene
+from hiscene_sim.testing.fused_scenes import build_fused_scene, test_specs
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
     python benchmarks/bench_parse.py --no-large      # skip the 200k-face timing
 
 For each fused scene (pybullet_data objects welded into one marching-cubes surface,
-hiscene_sim.fused.test_set): mean matched IoU over foreground objects (area-weighted over
+hiscene_sim.testing.fused_scenes.test_set): mean matched IoU over foreground objects (area-weighted over
 the fused surface, Hungarian matching), predicted vs true object count, parse seconds by
 stage and the lifting step's time per iteration. The baseline for the large scene is the
 time limit the issue sets (3 minutes on 2 cores).
@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from hiscene_sim.fused import build_fused_scene, test_specs
 from hiscene_sim.parse import ParseConfig, parse_mesh
-from hiscene_sim.parse_metrics import score_face_labels
+from hiscene_sim.testing.fused_scenes import build_fused_scene, test_specs
+from hiscene_sim.testing.parse_metrics import score_face_labels
 
 LIMIT_S = 180.0
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from exporters.config import ExportConfig
 from exporters.export import export_scene
+from hiscene_sim.testing.physics_scenes import build_scene, grid_placements
 from physics.config import ValidationConfig
 from physics.report import validate_and_report
-from physics.synthetic import build_scene, grid_placements
 from physics.validate import validate_export
 
 ASSETS = ("cube", "duck", "mug", "jenga")

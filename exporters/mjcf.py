@@ -35,14 +35,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
-import trimesh
 
 from exporters.config import ExportConfig
 from exporters.layout import MJCF_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
 from hiscene_sim.atomic import atomic_write_bytes
-from hiscene_sim.scene import quaternion_from_rotation
+from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion, unit_quaternion
 
 TIMESTEP = 0.002  # s
 CONTACT_TIMECONST = 0.01  # s; solref time constant, >= 2 x timestep as MuJoCo advises
@@ -100,14 +99,6 @@ def restitution_dampratio(restitution: float) -> float:
     return -log_e / math.sqrt(math.pi**2 + log_e**2)
 
 
-def _unit_quat(q) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
-    n = np.linalg.norm(q)
-    if not np.isfinite(n) or n < 1e-12:
-        raise ValueError(f"orientation {list(q)} is not a usable quaternion")
-    return q / n
-
-
 def inertial_attributes(obj: PreparedObject) -> dict[str, str]:
     """``<inertial>`` attributes: centre of mass, principal axes as a quat, principal moments.
 
@@ -146,8 +137,7 @@ def _usable_hulls(obj: PreparedObject, hull_files: list[str]) -> list[int]:
 def _world_bounds(objects: list[PreparedObject]) -> tuple[np.ndarray, np.ndarray] | None:
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     for obj in objects:
-        w, x, y, z = _unit_quat(obj.orientation)
-        rot = trimesh.transformations.quaternion_matrix([w, x, y, z])[:3, :3]
+        rot = rotation_from_quaternion(unit_quaternion(obj.orientation))
         pts = np.asarray(obj.visual.bounds, dtype=np.float64)  # local AABB corners
         corners = np.array([[pts[i, 0], pts[j, 1], pts[k, 2]] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
         world = corners @ rot.T + np.asarray(obj.position, dtype=np.float64)
@@ -221,7 +211,7 @@ def mjcf_tree(
         ET.SubElement(custom, "text", name=label_text_name(obj.id), data=xml_safe_text(obj.label))
 
         body = ET.SubElement(
-            world, "body", name=obj.id, pos=_vec(obj.position), quat=_vec(_unit_quat(obj.orientation))
+            world, "body", name=obj.id, pos=_vec(obj.position), quat=_vec(unit_quaternion(obj.orientation))
         )
         if not obj.is_background:
             ET.SubElement(body, "freejoint", name=f"{obj.id}_joint")

@@ -19,13 +19,12 @@ import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from scipy.spatial.transform import Rotation
-
 from exporters.config import ExportConfig
 from exporters.layout import ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
 from hiscene_sim.atomic import atomic_write_bytes
+from hiscene_sim.rotations import matrix_to_rpy
 
 
 def _fmt(values) -> str:
@@ -52,7 +51,7 @@ def urdf_tree(obj: PreparedObject, files: ObjectFiles, urdf_dir: str, config: Ex
     with warnings.catch_warnings():
         # at gimbal lock scipy zeroes the third angle; the angles still give the same rotation
         warnings.simplefilter("ignore", UserWarning)
-        rpy = Rotation.from_matrix(axes).as_euler("xyz")  # URDF rpy = fixed-axis roll, pitch, yaw
+        rpy = matrix_to_rpy(axes)  # URDF rpy = fixed-axis roll, pitch, yaw
     ET.SubElement(inertial, "origin", xyz=_fmt(obj.mass.center_of_mass), rpy=_fmt(rpy))
     mass = 0.0 if obj.is_background else obj.mass.mass
     ET.SubElement(inertial, "mass", value=f"{mass:.9g}")

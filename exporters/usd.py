@@ -27,7 +27,7 @@ from exporters.config import ExportConfig
 from exporters.layout import USD_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
-from hiscene_sim.scene import quaternion_from_rotation
+from hiscene_sim.rotations import quaternion_from_rotation
 
 SEMANTIC_TAXONOMY = "class"
 OLD_SEMANTICS_NAME = "Semantics"  # Isaac Sim < 5.0: SemanticsAPI:Semantics

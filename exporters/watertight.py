@@ -156,23 +156,17 @@ def _pymeshfix(solid: trimesh.Trimesh) -> trimesh.Trimesh | None:
 
 def voxel_remesh(solid: trimesh.Trimesh, config: RepairConfig) -> trimesh.Trimesh:
     """Closed surface from the filled voxelisation of ``solid`` (works for any soup):
-    :func:`hiscene_sim.voxels.solid_occupancy`, scikit-image's marching cubes, Taubin
-    smoothing (keeps the topology) and manifold3d simplification (keeps it a manifold)."""
+    :func:`hiscene_sim.voxels.solid_occupancy`, its marching-cubes surface
+    (:func:`hiscene_sim.voxels.occupancy_surface`), Taubin smoothing (keeps the topology) and
+    manifold3d simplification (keeps it a manifold)."""
     import manifold3d
-    from scipy import ndimage
-    from skimage import measure
 
-    from hiscene_sim.voxels import solid_occupancy
+    from hiscene_sim.voxels import occupancy_surface, solid_occupancy
 
     pitch = max(float(np.max(solid.extents)) / config.voxel_resolution, config.min_thickness / 2, 1e-6)
     origin = solid.bounds[0]
     occupancy, lo = solid_occupancy(solid, origin, pitch, config.close_voxels, seed=0)
-    # a slight blur joins voxels that touch only along an edge or corner, where marching
-    # cubes on the raw binary grid makes non-manifold edges
-    field = ndimage.gaussian_filter(np.pad(occupancy, 2).astype(np.float32), sigma=0.6)
-    verts, faces, _, _ = measure.marching_cubes(field, 0.35)
-    verts = (verts - 2.0 + lo + 0.5) * pitch + origin
-    remeshed = weld(trimesh.Trimesh(verts, faces, process=False))
+    remeshed = weld(occupancy_surface(occupancy, pitch, origin, first_voxel=lo, pad=2))
     if not is_closed_volume(remeshed):
         fixed = _meshfix_part(remeshed)  # MeshFix removes the odd non-manifold edge left
         if fixed is None:

@@ -7,21 +7,22 @@ results and recorded in scene.json / export.json provenance.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import time
 from pathlib import Path
 
+from hiscene_sim.options import (
+    EXPORT_BACKENDS,
+    PARSE_BACKENDS,
+    add_export_options,
+    add_parse_options,
+    export_config_from_args,
+    parse_config_from_args,
+)
 from hiscene_sim.scene import SceneError
 
 log = logging.getLogger("hiscene")
-
-EXPORT_BACKENDS = (
-    "backends (CPU, no weights): watertight = trimesh weld -> pymeshfix -> voxel remesh (scipy, "
-    "scikit-image, manifold3d); collision = CoACD; mass = trimesh volume integrals x density table"
-)
-
 
 def _setup_logging(verbosity: int) -> None:
     from rich.logging import RichHandler
@@ -30,56 +31,6 @@ def _setup_logging(verbosity: int) -> None:
     logging.basicConfig(
         level=level, format="%(message)s", datefmt="[%X]",
         handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)], force=True,
-    )
-
-
-def _density(text: str) -> tuple[str, float]:
-    label, sep, value = text.rpartition("=")
-    try:
-        if not sep or not label:
-            raise ValueError
-        density = float(value)
-        if density <= 0:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LABEL=KG_PER_M3 with a positive number, got {text!r}") from None
-    return label, density
-
-
-def _add_export_options(p: argparse.ArgumentParser) -> None:
-    from exporters.config import ALL_FORMATS, CollisionConfig
-
-    d = CollisionConfig()
-    g = p.add_argument_group("export", EXPORT_BACKENDS)
-    g.add_argument("--formats", default=",".join(ALL_FORMATS), help=f"comma list of {', '.join(ALL_FORMATS)} (default: all)")
-    g.add_argument("--threshold", type=float, default=d.threshold, help=f"CoACD concavity threshold (default {d.threshold})")
-    g.add_argument("--max-hulls", type=int, default=d.max_convex_hull, help=f"CoACD max convex hulls per object, -1 = no limit (default {d.max_convex_hull})")
-    g.add_argument("--decimate-faces", type=int, default=d.decimate_faces, help=f"simplify to this many faces before CoACD, 0 = off (default {d.decimate_faces})")
-    g.add_argument("--coacd-defaults", action="store_true", help="use CoACD's own default parameters (slow) instead of ours")
-    g.add_argument("--seed", type=int, default=d.seed, help="CoACD random seed (default 0)")
-    g.add_argument("--density", type=_density, action="append", default=[], metavar="LABEL=KG_PER_M3", help="override the density table for a label (repeatable)")
-    g.add_argument("--default-density", type=float, default=None, help="density for labels not in the table")
-    g.add_argument("--friction", type=float, default=None, help="dynamic friction (static = friction / 0.75)")
-    g.add_argument("--workers", type=int, default=0, help="processes for per-object work (default: all cores)")
-    g.add_argument("--cache-dir", type=Path, default=None, help="collision cache (default $HISCENE_CACHE_DIR or ~/.cache/hiscene-sim)")
-
-
-def _export_config(args: argparse.Namespace):
-    from exporters.config import CollisionConfig, ExportConfig
-
-    collision = CollisionConfig.coacd_defaults() if args.coacd_defaults else CollisionConfig()
-    if not args.coacd_defaults:
-        collision = dataclasses.replace(
-            collision, threshold=args.threshold, max_convex_hull=args.max_hulls, decimate_faces=args.decimate_faces
-        )
-    collision = dataclasses.replace(collision, seed=args.seed)
-    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
-    kwargs = {}
-    if args.friction is not None:
-        kwargs = {"dynamic_friction": args.friction, "static_friction": args.friction / 0.75}
-    return ExportConfig(
-        formats=formats, collision=collision, densities=dict(args.density), default_density=args.default_density,
-        workers=args.workers, cache_dir=args.cache_dir, **kwargs,
     )
 
 
@@ -130,7 +81,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    result = _run_export(args.scene_dir, args.out, _export_config(args))
+    result = _run_export(args.scene_dir, args.out, export_config_from_args(args))
     _print_export(result)
     return 0
 
@@ -140,14 +91,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _demo_from_fused(args: argparse.Namespace) -> int:
-    """The default demo: the desk fused into one welded surface, then the whole CPU pipeline."""
+    """The default demo: the desk fused into one welded surface, then ``hiscene generate
+    --from-scene`` (the orchestrator's stages from scene3d on)."""
     import trimesh
 
     from hiscene_sim.demo import build_fused_desk, demo_paths
     from hiscene_sim.generate.config import GenerateConfig
     from hiscene_sim.generate.pipeline import WORK, GenerateRequest, generate_scene
-    from hiscene_sim.parse_metrics import score_parse
+    from hiscene_sim.orchestrator import PipelineOptions
     from hiscene_sim.scene import load_scene
+    from hiscene_sim.testing.parse_metrics import score_parse
 
     t0 = time.perf_counter()
     paths = demo_paths(args.out)
@@ -158,7 +111,7 @@ def _demo_from_fused(args: argparse.Namespace) -> int:
           f"welded surface of {len(fused.mesh.faces)} faces, as a voxel-based image-to-3D model returns a scene: {fused_path}")
     print("2. hiscene generate --from-scene (CPU, no weights):")
     result = generate_scene(GenerateRequest(paths.scene_dir, from_scene=fused_path), GenerateConfig(seed=0),
-                            echo=lambda line: print("   " + line))
+                            echo=lambda line: print("   " + line), options=PipelineOptions(export=export_config_from_args(args)))
     parsed_dir = paths.scene_dir / WORK / "parsed"
     parsed = load_scene(parsed_dir)
 
@@ -175,71 +128,43 @@ def _demo_from_fused(args: argparse.Namespace) -> int:
 
 
 def _demo_from_nodes(args: argparse.Namespace) -> int:
-    """The desk as a GLB with one named node per object: import keeps names as labels."""
+    """The desk as a GLB with one named node per object: import keeps names as labels; then
+    complete, export, settle and validate through the orchestrator."""
     from hiscene_sim.demo import build_desk_glb, demo_paths
-    from hiscene_sim.importer import import_scene
+    from hiscene_sim.inputs import read_scene_input
+    from hiscene_sim.orchestrator import PipelineLayout, PipelineOptions, PipelineRequest, run_pipeline
 
     t0 = time.perf_counter()
     paths = demo_paths(args.out)
     paths.root.mkdir(parents=True, exist_ok=True)
     build_desk_glb(paths.source_glb)
     print(f"1. built a desk scene from pybullet_data meshes: {paths.source_glb}")
-    imported = import_scene(paths.source_glb, paths.scene_dir)
-    print(f"2. imported {len(imported.scene.all_objects())} objects into the scene dir: {paths.scene_dir}")
-    from hiscene_sim.complete.commands import print_completion, run_complete
-    from hiscene_sim.complete.stage import CompleteConfig
-
-    completion = run_complete(paths.scene_dir, CompleteConfig())
-    print("3. object-centric views, occlusion analysis (A.3) and amodal completion (geometric judge and completion, CPU):")
-    print_completion(completion, paths.scene_dir)
-    result = _run_export(paths.scene_dir, paths.export_dir, _export_config(args))
-    print(f"4. exported to {paths.export_dir}")
-    _print_export(result)
-    from physics.commands import demo_validation
-
-    report = demo_validation(paths.export_dir, paths.scene_dir, step=5)
-    print(f"done in {time.perf_counter() - t0:.1f} s. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
-    return 0 if report.passed else 1
-
-
-PARSE_BACKENDS = (
-    "backends (CPU, no weights): render = Embree ray casting (A.1 viewpoints); 2D segmentation = geometric "
-    "(depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); clustering = "
-    "prototype + rest-on rule"
-)
+    print("2. import -> complete (views, A.3 occlusion analysis, geometric completion) -> export -> settle + validate (CPU):")
+    layout = PipelineLayout(paths.scene_dir, paths.export_dir, paths.root / "work", paths.root)
+    request = PipelineRequest(layout, ("import", "complete", "export", "validate"),
+                              source=read_scene_input(paths.source_glb, "import"), force=True)
+    result = run_pipeline(request, PipelineOptions(export=export_config_from_args(args)), echo=lambda line: print("   " + line))
+    verdict = {True: "PASS", False: "FAIL", None: "not validated"}[result.passed]
+    print(f"done in {time.perf_counter() - t0:.1f} s: {verdict}. Scene dir {paths.scene_dir} (labels kept), sim export "
+          f"{paths.export_dir}, report {result.report_path}. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
+    return 0 if result.passed else 1
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    import trimesh
     from rich.progress import Progress
 
-    from exporters.mesh_io import load_mesh
-    from hiscene_sim.parse import ParseConfig, parse_gaussians, parse_mesh, parts_of_gaussians, parts_of_mesh, write_parsed_scene
-    from hiscene_sim.render.gaussians import is_3dgs_ply, load_3dgs_ply
+    from hiscene_sim.inputs import InputKind, read_scene_input
+    from hiscene_sim.stages import parse_input
 
-    options = {}
-    if args.segmenter == "entityseg":
-        options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
-    config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter, segmenter_options=options)
-    splat = args.scene.suffix.lower() == ".ply" and args.scene.is_file() and is_3dgs_ply(args.scene)
-    if splat:
-        try:
-            gaussians = load_3dgs_ply(args.scene)
-        except (ValueError, OSError) as exc:
-            raise SceneError(f"scene file {args.scene}: {exc}") from None
-        if len(gaussians) < 100:
-            raise SceneError(f"scene file {args.scene}: only {len(gaussians)} Gaussians, too few to parse")
-    else:
-        mesh = load_mesh(args.scene, f"scene file {args.scene}")
-        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=mesh.visual, process=True)
+    config = parse_config_from_args(args)
+    source = read_scene_input(args.scene, "parse")
     with Progress(transient=True) as progress:
         task = progress.add_task("lifting 2D masks to 3D", total=config.lift.iterations)
-        tick = lambda i, n, loss: progress.update(task, completed=i)  # noqa: E731
-        parsed = parse_gaussians(gaussians, config, progress=tick) if splat else parse_mesh(mesh, config, progress=tick)
-    parts = parts_of_gaussians(gaussians, parsed.labels) if splat else parts_of_mesh(mesh, parsed.labels)
-    scene = write_parsed_scene(parts, parsed, args.out, args.scene, config)
+        done = parse_input(source, args.out, config, progress=lambda i, n, loss: progress.update(task, completed=i))
+    scene, parsed = done.value
+    splat = source.kind is InputKind.GAUSSIANS
     times = ", ".join(f"{k} {v:.1f} s" for k, v in parsed.seconds.items())
-    kind = f"{len(gaussians)} Gaussians" if splat else f"{len(mesh.faces)} faces"
+    kind = f"{len(source.gaussians)} Gaussians" if splat else f"{len(source.mesh.faces)} faces"
     print(f"parsed {args.scene} ({kind}): {len(scene.objects)} objects + {len(scene.background)} background into {args.out} "
           f"({times}; lifting {parsed.lift_seconds_per_iteration * 1000:.1f} ms/iteration)")
     print(f"  {PARSE_BACKENDS}" + ("; splat render = CPU NumPy rasteriser, object meshes from Gaussians by voxel "
@@ -277,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Every backend is CPU and weight-free: " + PARSE_BACKENDS + "; " + EXPORT_BACKENDS)
     p.add_argument("--out", type=Path, default=Path("hiscene-demo"), help="output folder (default ./hiscene-demo)")
     p.add_argument("--from-nodes", action="store_true", help="import the desk with one named node per object instead of fusing it")
-    _add_export_options(p)
+    add_export_options(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("import", help="scene file (GLB/GLTF/OBJ/PLY, one node per object) -> scene dir",
@@ -295,11 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "Gaussians (gaussians/<id>.ply) and gets a closed mesh built from them. " + PARSE_BACKENDS)
     p.add_argument("scene", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--views", choices=("open", "corner"), default="open", help="A.1 viewpoint set (default open)")
-    p.add_argument("--resolution", type=int, default=512, help="render size in pixels (default 512)")
-    p.add_argument("--segmenter", default="geometric", help="2D segmentation backend: geometric (default) or entityseg")
-    p.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
-    p.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")
+    add_parse_options(p, group=None)
     p.set_defaults(func=cmd_parse)
 
     p = sub.add_parser("export", help="scene dir -> URDF / USD / MJCF / GLB sim assets",
@@ -307,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "inertia from volume x density; then URDF (one per object), USD, MJCF and GLB. " + EXPORT_BACKENDS)
     p.add_argument("scene_dir", type=Path)
     p.add_argument("--out", type=Path, required=True)
-    _add_export_options(p)
+    add_export_options(p)
     p.set_defaults(func=cmd_export)
 
     from hiscene_sim.batch.commands import add_batch_parser

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial.transform import Rotation
 
 from hiscene_sim.atomic import atomic_write_bytes
-from hiscene_sim.pybullet_assets import asset_mesh
+from hiscene_sim.pybullet_assets import asset_mesh, placement
+from hiscene_sim.testing.fused_scenes import Placed, build_fused_scene, save_fused
 
 TABLE_TOP = 0.625
 
@@ -40,16 +40,6 @@ class DemoPaths:
     export_dir: Path
 
 
-def placement(mesh: trimesh.Trimesh, scale, x: float, y: float, yaw: float, support_z: float) -> np.ndarray:
-    """Node transform T = translate @ Rz(yaw) @ diag(scale) that puts the mesh's lowest point on support_z."""
-    linear = Rotation.from_euler("z", yaw).as_matrix() @ np.diag(scale)
-    lowest = float(np.min((mesh.vertices @ linear.T)[:, 2]))
-    transform = np.eye(4)
-    transform[:3, :3] = linear
-    transform[:3, 3] = (x, y, support_z - lowest)
-    return transform
-
-
 def build_desk_glb(path: Path) -> Path:
     """The demo's input: one GLB, one node per object, real pybullet_data meshes."""
     scene = trimesh.Scene()
@@ -69,19 +59,15 @@ def demo_paths(root: Path) -> DemoPaths:
 
 
 def desk_layout():
-    """DESK_LAYOUT as a fused-scene layout (hiscene_sim.fused.Placed): the table on the floor,
-    everything else on the table."""
-    from hiscene_sim.fused import Placed
-
+    """DESK_LAYOUT as a fused-scene layout (hiscene_sim.testing.fused_scenes.Placed): the table
+    on the floor, everything else on the table."""
     return [Placed(asset, x, y, yaw, "floor" if asset == "table" else "table", name=node) for node, asset, x, y, yaw in DESK_LAYOUT]
 
 
 def build_fused_desk(path: Path, seed: int = 0):
     """The demo desk as a voxel-based image-to-3D model returns a scene: ONE welded
-    marching-cubes surface with vertex colours (hiscene_sim.fused), saved with its ground truth
-    beside it. Returns the FusedScene."""
-    from hiscene_sim.fused import build_fused_scene, save_fused
-
+    marching-cubes surface with vertex colours (hiscene_sim.testing.fused_scenes), saved with its
+    ground truth beside it. Returns the FusedScene."""
     fused = build_fused_scene(desk_layout(), seed=seed, name="desk")
     save_fused(fused, path)
     return fused

@@ -3,8 +3,8 @@
 The export layer needs a mesh per object (watertight visual mesh, CoACD collision, mass); a
 parsed Gaussian-splat object has only Gaussians. No library here extracts a surface from
 3D Gaussians on CPU, so: splat each Gaussian's centre and a few points along its two largest
-axes into a voxel grid, close small gaps and fill the inside (the shared voxeliser's recipe),
-then one marching-cubes surface (scikit-image), coloured by the nearest Gaussian.
+axes into a voxel grid, close small gaps and fill the inside, then one marching-cubes surface
+(both from :mod:`hiscene_sim.voxels`), coloured by the nearest Gaussian.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from exporters.watertight import weld
+from hiscene_sim.voxels import occupancy_surface, solid_from_points
 
 
 def default_pitch(means: np.ndarray) -> float:
@@ -32,8 +33,6 @@ def mesh_from_gaussians(gaussians, pitch: float | None = None, close_voxels: int
     Surfaces come out about half a voxel outside the Gaussians' centres, like any voxel
     surface; vertex colours are the nearest Gaussian's colour.
     """
-    from skimage.measure import marching_cubes
-
     means = np.asarray(gaussians.means, dtype=np.float64)
     pitch = pitch or default_pitch(means)
     # points along each Gaussian's two largest axes at +-1 sigma fill the disc it stands for
@@ -45,27 +44,14 @@ def mesh_from_gaussians(gaussians, pitch: float | None = None, close_voxels: int
         axis = r[rows, :, order[:, a]] * gaussians.scales[rows, order[:, a]][:, None]
         offsets += [means + axis, means - axis]
     points = np.vstack(offsets)
-    index = np.floor(points / pitch).astype(np.int64)
-    pad = close_voxels + 2
-    lo = index.min(axis=0) - pad
-    block = np.zeros(index.max(axis=0) - lo + 1 + pad, dtype=bool)
-    block[tuple((index - lo).T)] = True
-    structure = ndimage.generate_binary_structure(3, 1)
-    if close_voxels > 0:
-        block = ndimage.binary_dilation(block, structure, iterations=close_voxels)
-    block = ndimage.binary_fill_holes(block)
-    if close_voxels > 0:
-        block = ndimage.binary_erosion(block, structure, iterations=close_voxels, border_value=0)
+    block, lo = solid_from_points(points, np.zeros(3), pitch, close_voxels, pad=close_voxels + 2)
     if not block.any():
         raise ValueError("the Gaussians occupy no voxel")
-    # a slight blur joins voxels touching only along an edge, where marching cubes on the raw
-    # binary grid makes non-manifold edges (the same recipe as hiscene_sim.fused); a sheet one
-    # voxel thin can still pinch, so it is thickened by a voxel until the surface is closed
+    # the blurred surface can still pinch a sheet one voxel thin, so it is thickened by a voxel
+    # until the surface is closed
+    structure = ndimage.generate_binary_structure(3, 1)
     for _ in range(3):
-        field_ = ndimage.gaussian_filter(np.pad(block, 1).astype(np.float32), sigma=0.6)
-        verts, faces, _, _ = marching_cubes(field_, level=0.35)
-        verts = (verts - 1 + lo + 0.5) * pitch  # voxel centres sit at (index + 0.5) * pitch
-        mesh = weld(trimesh.Trimesh(verts, faces, process=False))
+        mesh = weld(occupancy_surface(block, pitch, first_voxel=lo, pad=1))  # voxel centres at (index + 0.5) * pitch
         if mesh.is_watertight:
             break
         block = ndimage.binary_dilation(block, structure)

@@ -20,12 +20,12 @@ import numpy as np
 import trimesh
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
+from hiscene_sim.inputs import InputKind, SceneInput, read_scene_input
 from hiscene_sim.naming import clean_label, safe_identifier
 from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = (".glb", ".gltf", ".obj", ".ply")
 BACKGROUND_WORDS = ("floor", "ground", "wall", "ceiling", "background", "room", "terrain", "plane")
 
 
@@ -41,27 +41,14 @@ def is_background_label(label: str) -> bool:
     return first in BACKGROUND_WORDS
 
 
-def _load_scene_file(path: Path) -> trimesh.Scene:
-    if not path.is_file():
-        raise SceneError(f"{path}: scene file not found")
-    if path.suffix.lower() not in SUPPORTED:
-        raise SceneError(f"{path}: unsupported scene file type {path.suffix!r}; expected one of {', '.join(SUPPORTED)}")
-    if path.stat().st_size == 0:
-        raise SceneError(f"{path}: scene file is empty (0 bytes)")
-    try:
-        # OBJ: one object per `o`/`g` group, not merged by material
-        kwargs = {"split_objects": True, "group_material": False} if path.suffix.lower() == ".obj" else {}
-        loaded = trimesh.load(path, force="scene", process=False, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear error
-        raise SceneError(f"{path}: cannot read scene file: {type(exc).__name__}: {exc}") from None
-    return loaded
-
-
-def import_scene(path: str | Path, out_dir: str | Path) -> ImportResult:
-    """Convert ``path`` into a scene dir at ``out_dir`` (written atomically)."""
-    path, out_dir = Path(path), Path(out_dir)
+def import_scene(path: str | Path | SceneInput, out_dir: str | Path) -> ImportResult:
+    """Convert a scene file (a path, read through the front door, or an already read
+    multi-node :class:`SceneInput`) into a scene dir at ``out_dir`` (written atomically)."""
     t0 = time.perf_counter()
-    source = _load_scene_file(path)
+    scene_input = path if isinstance(path, SceneInput) else read_scene_input(path, "import")
+    if scene_input.kind is not InputKind.MULTI_NODE:
+        raise SceneError(f"{scene_input.path}: a {scene_input.kind.value} input has no mesh nodes to import")
+    path, out_dir, source = scene_input.path, Path(out_dir), scene_input.nodes
     try:
         check_replaceable(out_dir, SCENE_FILE)
     except FileExistsError as exc:

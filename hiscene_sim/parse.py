@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import trimesh
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
-from hiscene_sim.lift import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
+from hiscene_sim.lifting_eq3_4 import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
 from hiscene_sim.render.cameras import Camera, viewpoints
 from hiscene_sim.render.result import RenderResult
 from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene

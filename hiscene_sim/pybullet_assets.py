@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial.transform import Rotation
+
+from hiscene_sim.rotations import rpy_to_matrix
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def asset_mesh(name: str) -> tuple[trimesh.Trimesh, tuple[float, float, float]]:
     mesh = _load(asset.mesh).copy()
     if any(asset.up_rpy):
         rotation = np.eye(4)
-        rotation[:3, :3] = Rotation.from_euler("xyz", asset.up_rpy).as_matrix()
+        rotation[:3, :3] = rpy_to_matrix(asset.up_rpy)
         mesh.apply_transform(rotation)
     if asset.rgba is not None and mesh.visual.kind is None:
         mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=np.tile(asset.rgba, (len(mesh.vertices), 1)))
@@ -82,6 +83,16 @@ def table_mesh() -> trimesh.Trimesh:
         part.apply_translation(centre)
         parts.append(part)
     return trimesh.util.concatenate(parts)
+
+
+def placement(mesh: trimesh.Trimesh, scale, x: float, y: float, yaw: float, support_z: float) -> np.ndarray:
+    """Node transform T = translate @ Rz(yaw) @ diag(scale) that puts the mesh's lowest point on support_z."""
+    linear = rpy_to_matrix((0.0, 0.0, yaw)) @ np.diag(scale)
+    lowest = float(np.min((mesh.vertices @ linear.T)[:, 2]))
+    transform = np.eye(4)
+    transform[:3, :3] = linear
+    transform[:3, 3] = (x, y, support_z - lowest)
+    return transform
 
 
 def names() -> list[str]:

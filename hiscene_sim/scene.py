@@ -4,8 +4,8 @@ A *scene dir* holds ``scene.json`` plus the files it names (meshes, images). Eve
 reads a scene dir and writes one. This module imports nothing of the stages.
 
 Conventions (see ``docs/scene-format.md``): units metres, up axis +Z, quaternions
-``[w, x, y, z]``. An object's mesh lives in its local frame; its world geometry is
-``p + R(q) @ (s * x)`` (the paper's C_i = {p_i, r_i, s_i, l_i}).
+``[w, x, y, z]`` (converted by :mod:`hiscene_sim.rotations`). An object's mesh lives in its
+local frame; its world geometry is ``p + R(q) @ (s * x)`` (the paper's C_i = {p_i, r_i, s_i, l_i}).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from hiscene_sim.atomic import atomic_write_text
+from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion
 
 FORMAT_NAME = "hiscene-scene"
 FORMAT_VERSION = 1
@@ -32,27 +33,6 @@ ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 class SceneError(ValueError):
     """A scene dir or scene.json that cannot be used; the message names the file and the problem."""
-
-
-def quaternion_from_rotation(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """Unit quaternion ``[w, x, y, z]`` with w >= 0 of a proper 3x3 rotation matrix."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(np.asarray(rotation, dtype=np.float64)).as_quat()
-    q = np.array([w, x, y, z])
-    return tuple(float(v) for v in (-q if q[0] < 0 else q))
-
-
-def rotation_from_quaternion(q) -> np.ndarray:
-    """3x3 rotation matrix of a quaternion ``[w, x, y, z]`` (normalised here)."""
-    w, x, y, z = np.asarray(q, dtype=float) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 @dataclass(frozen=True)

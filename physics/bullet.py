@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporters.pybullet_loader import link_frame_pose, load_scene
+from hiscene_sim.rotations import wxyz_to_xyzw, xyzw_to_wxyz
 from physics.config import DEPTH_EPSILON_M, ValidationConfig
-from physics.manifest import ExportManifest, Quat, Vec3, to_wxyz, to_xyzw, z_extent
+from physics.manifest import ExportManifest, Quat, Vec3, z_extent
 from physics.results import BodyState, PenetratingPair
 
 #: How far below an object distance queries look for what it stands on (for ``gap_below``).
@@ -81,13 +82,13 @@ class BulletWorld:
 
     def pose(self, oid: str) -> tuple[Vec3, Quat]:
         pos, orn = link_frame_pose(self.bodies[oid], self.cid)
-        return tuple(float(v) for v in pos), to_wxyz(orn)
+        return tuple(float(v) for v in pos), xyzw_to_wxyz(orn)
 
     def set_pose(self, oid: str, position, orientation) -> None:
         """Put the object frame at ``position`` / ``orientation`` [w,x,y,z], at rest."""
         p = self.p
         local_pos, local_orn = self._inertial[oid]
-        com_pos, com_orn = p.multiplyTransforms(position, to_xyzw(orientation), local_pos, local_orn)
+        com_pos, com_orn = p.multiplyTransforms(position, wxyz_to_xyzw(orientation), local_pos, local_orn)
         body = self.bodies[oid]
         p.resetBasePositionAndOrientation(body, com_pos, com_orn, physicsClientId=self.cid)
         p.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=self.cid)

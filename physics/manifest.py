@@ -18,7 +18,8 @@ import trimesh
 
 from exporters.config import CollisionConfig
 from exporters.layout import MANIFEST
-from hiscene_sim.scene import SceneError, rotation_from_quaternion
+from hiscene_sim.rotations import rotation_from_quaternion
+from hiscene_sim.scene import SceneError
 
 #: Background objects whose label starts with one of these words are the floor.
 FLOOR_WORDS = ("floor", "ground", "terrain", "plane")
@@ -164,27 +165,7 @@ def read_manifest(export_dir: str | Path) -> ExportManifest:
 
 
 # ----------------------------------------------------------------------------------------
-# Geometry helpers (quaternions are [w, x, y, z] unless the name says xyzw)
-
-
-def to_xyzw(q) -> tuple[float, float, float, float]:
-    w, x, y, z = q
-    return (float(x), float(y), float(z), float(w))
-
-
-def to_wxyz(q) -> Quat:
-    x, y, z, w = q
-    n = math.sqrt(w * w + x * x + y * y + z * z) or 1.0
-    q = (w / n, x / n, y / n, z / n)
-    return tuple(-v for v in q) if q[0] < 0 else q  # w >= 0: one spelling per rotation
-
-
-def rotation_angle_deg(q1, q2) -> float:
-    """Angle of the rotation taking orientation q1 to q2, in degrees (0..180)."""
-    a = np.asarray(q1, dtype=float) / np.linalg.norm(q1)
-    b = np.asarray(q2, dtype=float) / np.linalg.norm(q2)
-    d = min(1.0, abs(float(np.dot(a, b))))
-    return math.degrees(2.0 * math.acos(d))
+# Geometry helpers (quaternions are [w, x, y, z]; conversions in hiscene_sim.rotations)
 
 
 def world_points(points: np.ndarray, position, orientation) -> np.ndarray:

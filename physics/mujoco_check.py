@@ -16,10 +16,11 @@ import time
 
 import numpy as np
 
+from hiscene_sim.rotations import rotation_angle_deg
 from hiscene_sim.scene import SceneError
 from physics.bullet import GAP_SEARCH_M
 from physics.config import DEPTH_EPSILON_M, ValidationConfig
-from physics.manifest import ExportManifest, rotation_angle_deg, z_extent
+from physics.manifest import ExportManifest, z_extent
 from physics.results import Agreement, BodyState, ObjectAgreement, PenetratingPair, SimulatorResult
 from physics.verdict import Observation
 

@@ -191,19 +191,37 @@ def validate_and_report(
     report_dir: str | Path | None = None,
     export_config=None,
 ) -> tuple[ValidationReport, ReportPaths]:
-    """Validate ``export_dir`` (after repairing the scene when ``settle``) and write the
-    report into ``report_dir`` (default: the export dir, written after any re-export)."""
+    """``hiscene validate [--settle]``: with ``settle``, the settle stage first, in place as the
+    command always did (``physics.settle.settle_scene``: the scene dir's poses and the export
+    are repaired), then the report. Without it, only reads the export and reports."""
     from physics.settle import settle_scene
 
     config = config or ValidationConfig()
-    export_dir = Path(export_dir)
     t_start = time.perf_counter()
-    initial = validate_export(export_dir, config)
-    before = {o.id: (o.start_position, o.start_orientation) for o in initial.pybullet.objects}
+    initial = final = None
     if settle:
-        _, report = settle_scene(export_dir, scene_dir, config, export_config, initial=initial)
-    else:
-        report = initial
+        initial, final = settle_scene(export_dir, scene_dir, config, export_config)
+    return report_validation(export_dir, config, initial=initial, final=final, report_dir=report_dir, t_start=t_start)
+
+
+def report_validation(
+    export_dir: str | Path,
+    config: ValidationConfig | None = None,
+    *,
+    initial: ValidationReport | None = None,
+    final: ValidationReport | None = None,
+    report_dir: str | Path | None = None,
+    t_start: float | None = None,
+) -> tuple[ValidationReport, ReportPaths]:
+    """The validate stage: read ``export_dir``, validate it (unless a settle stage that just
+    ran hands over its ``initial`` / ``final`` reports) and write the report into
+    ``report_dir`` (default: beside the export). Changes nothing of the export's assets."""
+    config = config or ValidationConfig()
+    export_dir = Path(export_dir)
+    t_start = time.perf_counter() if t_start is None else t_start
+    initial = initial or validate_export(export_dir, config)
+    report = final or initial
+    before = {o.id: (o.start_position, o.start_orientation) for o in initial.pybullet.objects}
     report_dir = Path(report_dir) if report_dir is not None else export_dir
     report_dir.mkdir(parents=True, exist_ok=True)
 

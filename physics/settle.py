@@ -38,9 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hiscene_sim.rotations import rotation_angle_deg
 from physics.bullet import BulletWorld
 from physics.config import ValidationConfig
-from physics.manifest import ExportManifest, find_floor, read_manifest, rotation_angle_deg
+from physics.manifest import ExportManifest, find_floor, read_manifest
 from physics.pybullet_check import contact_offsets
 from physics.results import ObjectMove, SettleIteration, SettleResult, UnresolvedObject, ValidationReport
 from physics.validate import validate_export

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiscene_sim.rotations import rotation_angle_deg
 from physics.config import ValidationConfig
-from physics.manifest import ExportManifest, Floor, rotation_angle_deg
+from physics.manifest import ExportManifest, Floor
 from physics.results import (
     BELOW_FLOOR,
     DRIFT,

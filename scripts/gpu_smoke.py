@@ -7,7 +7,7 @@ Parts (each timed; one ``PASS`` / ``FAIL`` / ``SKIP`` line each, then a JSON sum
                builder) through hiscene_sim.generate.flux.FluxTextToImage, bfloat16 and float32
   svd          tiny SVD amodal completion (tests/test_amodal_svd.py's builders) through
                SvdCompleter.from_modules, float16 and float32 (UNet outputs checked finite)
-  shape_prior  Algorithm 3 (shape_prior.regenerate_structure) through TRELLIS's wrappers
+  shape_prior  Algorithm 3 (algorithm3_shape_prior.regenerate_structure) through TRELLIS's wrappers
                (TrellisStructureCodec / TrellisVelocityModel) over tiny conv3d models, compared with the
                same models on the CPU; and IdentityCodec + AnalyticVelocity (exact field) on the device
   gsplat       render_gaussians_gsplat vs the CPU reference render_gaussians (colour max / mean abs diff,
@@ -281,14 +281,9 @@ def part_shape_prior(device: str, tmp: Path) -> dict[str, Any]:
     import torch
     import trimesh
 
-    from hiscene_sim.generate.shape_prior import (
-        AnalyticVelocity,
-        IdentityCodec,
-        ShapePriorConfig,
-        regenerate_structure,
-        voxelize_prior,
-    )
+    from hiscene_sim.generate.algorithm3_shape_prior import ShapePriorConfig, regenerate_structure, voxelize_prior
     from hiscene_sim.generate.trellis import TrellisStructureCodec, TrellisVelocityModel
+    from hiscene_sim.testing.flow_doubles import AnalyticVelocity, IdentityCodec
 
     check, details = Check(), {}
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=0.4)

@@ -15,6 +15,14 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from hiscene_sim.backends import BackendError  # noqa: E402
+from hiscene_sim.complete.algorithm2_transitions import (  # noqa: E402
+    AmodalPair,
+    load_pair,
+    make_sample,
+    paste_occluder,
+    save_pair,
+    transition_video,
+)
 from hiscene_sim.complete.base import COMPLETERS, CompletionRequest  # noqa: E402
 from hiscene_sim.complete.svd import (  # noqa: E402
     CONFIG_KEY,
@@ -25,14 +33,6 @@ from hiscene_sim.complete.svd import (  # noqa: E402
     widen_conv_in,
 )
 from hiscene_sim.complete.train_svd import TrainConfig, edm_loss, parse_args, save_checkpoint, train  # noqa: E402
-from hiscene_sim.complete.transition import (  # noqa: E402
-    AmodalPair,
-    load_pair,
-    make_sample,
-    paste_occluder,
-    save_pair,
-    transition_video,
-)
 from hiscene_sim.render.cameras import Camera  # noqa: E402
 
 torch.set_num_threads(1)  # the CI box has 2 shared cores; tiny ops do not gain from more

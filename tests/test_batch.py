@@ -23,9 +23,8 @@ from hiscene_sim.batch.manifest import MANIFEST_JSONL, manifest_rows, read_manif
 from hiscene_sim.batch.progress import BatchProgress
 from hiscene_sim.batch.runner import plan, run_batch
 from hiscene_sim.batch.stages import RECORD_FILE, run_scene
-from hiscene_sim.demo import placement
-from hiscene_sim.fused import Placed, build_fused_scene, save_fused
-from hiscene_sim.pybullet_assets import asset_mesh
+from hiscene_sim.pybullet_assets import asset_mesh, placement
+from hiscene_sim.testing.fused_scenes import Placed, build_fused_scene, save_fused
 
 # Small fused scenes (one welded surface each, 0.8 m floor, 7.5 mm voxels): ~15 s each through
 # every stage on one core. Layouts whose parsed floor leaves no ridge above the floor's top (the
@@ -276,7 +275,7 @@ def test_ctrl_c_cancels_and_leaves_no_half_written_scene(inputs, tmp_path):
 
 
 def test_an_interrupted_scene_keeps_the_previous_output(inputs, tmp_path, monkeypatch):
-    from hiscene_sim.batch import stages
+    from hiscene_sim import stages
 
     out = tmp_path / "out"
     job = discover_jobs([inputs["blocks"]], BatchConfig())[0]
@@ -287,7 +286,7 @@ def test_an_interrupted_scene_keeps_the_previous_output(inputs, tmp_path, monkey
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stages, "export_stage", interrupted)
+    monkeypatch.setattr(stages, "export", interrupted)  # the orchestrator's export stage
     with pytest.raises(KeyboardInterrupt):
         run_scene(job, out, BatchConfig(validation=BatchConfig().validation.__class__(max_drift_m=0.02)))
     assert (out / "blocks" / RECORD_FILE).read_text() == before

@@ -10,7 +10,7 @@ import pytest
 import trimesh
 
 from exporters.watertight import is_closed_volume
-from hiscene_sim.fused import (
+from hiscene_sim.testing.fused_scenes import (
     FusedObjectInfo,
     Placed,
     build_fused_scene,
@@ -25,7 +25,7 @@ from hiscene_sim.fused import (
     test_set,
     test_specs,
 )
-from hiscene_sim.parse_metrics import (
+from hiscene_sim.testing.parse_metrics import (
     predicted_face_labels,
     score_face_labels,
     score_parse,
@@ -106,7 +106,7 @@ def test_same_seed_same_mesh():
 
 @pytest.mark.parametrize("suffix", [".ply", ".glb"])
 def test_save_load_round_trip(two_boxes, tmp_path, suffix):
-    from hiscene_sim.fused import save_fused
+    from hiscene_sim.testing.fused_scenes import save_fused
 
     path = save_fused(two_boxes, tmp_path / f"scene{suffix}")
     assert (tmp_path / f"scene{suffix}.gt.npz").exists()

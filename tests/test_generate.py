@@ -12,9 +12,9 @@ import pybullet as p
 import pytest
 
 from hiscene_sim.cli import main
-from hiscene_sim.fused import Placed, build_fused_scene, save_fused
-from hiscene_sim.generate.ledger import Ledger, StageRecord, stage_key
+from hiscene_sim.ledger import Ledger, StageRecord, stage_key
 from hiscene_sim.scene import load_scene
+from hiscene_sim.testing.fused_scenes import Placed, build_fused_scene, save_fused
 
 
 @pytest.fixture(scope="module")

@@ -239,7 +239,7 @@ def test_isometric_prompt():
 
 # ====================================================================== TRELLIS-shaped fakes
 def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    from hiscene_sim.render.gaussians import quaternions_to_matrices
+    from hiscene_sim.rotations import quaternions_to_matrices
 
     return quaternions_to_matrices(q)
 

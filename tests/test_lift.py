@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import torch
 import trimesh
 
-from hiscene_sim.lift import ClusterConfig, LiftConfig, cluster, cluster_temperature, contrastive_clustering_loss, lift
+from hiscene_sim.lifting_eq3_4 import ClusterConfig, LiftConfig, cluster, cluster_temperature, contrastive_clustering_loss, lift
 from hiscene_sim.parse import face_adjacency_matrix
 
 

@@ -11,14 +11,13 @@ import trimesh
 
 from hiscene_sim.backends import BackendError
 from hiscene_sim.occlusion import JUDGES, GeometricJudge, Occlusion, OcclusionVerdict
-from hiscene_sim.occlusion.select import SelectionConfig, regions, select_views
+from hiscene_sim.occlusion.occlusion_eq5_a3 import SelectionConfig, occlusion_ratio, regions, select_views
 from hiscene_sim.occlusion.views import (
     ObjectView,
     ObjectViewConfig,
     ObjectViewRenderer,
     SceneGeometry,
     object_cameras,
-    occlusion_ratio,
 )
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import trimesh
 
-from hiscene_sim.fused import Placed, build_fused_scene, save_fused
-from hiscene_sim.parse_metrics import score_parse
 from hiscene_sim.scene import load_scene
+from hiscene_sim.testing.fused_scenes import Placed, build_fused_scene, save_fused
+from hiscene_sim.testing.parse_metrics import score_parse
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +57,8 @@ def test_a_gaussian_splat_scene_parses_through_the_same_lifting(fused, tmp_path)
     scored against the fused scene's ground truth."""
     from scipy.spatial import cKDTree
 
-    from hiscene_sim.parse_metrics import score_face_labels
     from hiscene_sim.render.gaussians import gaussians_from_mesh, load_3dgs_ply, save_3dgs_ply
+    from hiscene_sim.testing.parse_metrics import score_face_labels
 
     scene, _ = fused
     gaussians = gaussians_from_mesh(scene.mesh, 40_000, seed=0)
@@ -97,9 +97,9 @@ def test_a_gaussian_splat_scene_parses_through_the_same_lifting(fused, tmp_path)
 def test_a_corner_scene_keeps_its_walls_and_floor_as_background():
     """Two walls meeting in a corner, welded to the floor and to each other (the A.1 corner
     views): the walls are recognised as background, the objects in front of them are found."""
-    from hiscene_sim.fused import FusedObjectInfo, fuse_meshes, place_objects
     from hiscene_sim.parse import ParseConfig, parse_mesh
-    from hiscene_sim.parse_metrics import score_face_labels
+    from hiscene_sim.testing.fused_scenes import FusedObjectInfo, fuse_meshes, place_objects
+    from hiscene_sim.testing.parse_metrics import score_face_labels
 
     infos = place_objects([Placed("cube", 0.2, 0.3, 0.3), Placed("duck", 0.4, -0.1, 1.0), Placed("mug", -0.5, -0.5, 0.5)])
     for name, size, center in (("wall_x", (0.03, 2.0, 1.0), (-1.0, 0, 0.5)), ("wall_y", (2.0, 0.03, 1.0), (0, -1.0, 0.5))):

@@ -23,6 +23,7 @@ from PIL import Image
 from exporters.config import ExportConfig
 from exporters.export import export_scene
 from hiscene_sim.scene import SceneError, load_scene
+from hiscene_sim.testing.physics_scenes import Placement, build_scene
 from physics.bullet import BulletWorld
 from physics.commands import add_validate_parser
 from physics.config import PYBULLET_HULL_MARGIN, ValidationConfig
@@ -30,7 +31,6 @@ from physics.manifest import read_manifest
 from physics.report import validate_and_report
 from physics.results import BELOW_FLOOR, DRIFT, FELL_THROUGH_FLOOR, FLOATING, PENETRATION, ROTATION
 from physics.settle import settle_scene
-from physics.synthetic import Placement, build_scene
 from physics.validate import validate_export
 
 QUICK = ExportConfig(formats=("urdf", "mjcf"), workers=1)  # what validation reads; no process pool

@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 from scipy.spatial.transform import Rotation  # noqa: E402
 
 from hiscene_sim.backends import BackendError  # noqa: E402
+from hiscene_sim.generate.algorithm3_shape_prior import GridFrame, voxelize_prior  # noqa: E402
 from hiscene_sim.generate.config import GenerateConfig  # noqa: E402
 from hiscene_sim.generate.regenerate_trellis import (  # noqa: E402
     INSTANTMESH_KEY,
@@ -29,11 +30,11 @@ from hiscene_sim.generate.regenerate_trellis import (  # noqa: E402
     regenerate_object,
     sample_and_decode_slat,
 )
-from hiscene_sim.generate.shape_prior import GridFrame, IdentityCodec, MixtureVelocity, voxelize_prior  # noqa: E402
 from hiscene_sim.generate.trellis import TrellisImageTo3D  # noqa: E402
 from hiscene_sim.pybullet_assets import asset_mesh  # noqa: E402
 from hiscene_sim.render.cameras import Camera, look_at  # noqa: E402
 from hiscene_sim.scene import Pose, SceneObject  # noqa: E402
+from hiscene_sim.testing.flow_doubles import IdentityCodec, MixtureVelocity  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -365,7 +366,7 @@ def test_multiview_velocity_modes():
 def test_missing_weights_fail_before_any_work(tmp_path):
     """BackendError naming the config key, raised by make_trellis_regenerator (so by the pipeline's
     regenerate stage) before a model is loaded or a file of the parsed scene is read."""
-    from hiscene_sim.generate.pipeline import _regenerate
+    from hiscene_sim.stages import Models, regenerate
 
     class Untouchable:
         name = "untouchable"
@@ -383,5 +384,5 @@ def test_missing_weights_fail_before_any_work(tmp_path):
         make_trellis_regenerator(gone)
     # through the pipeline's stage: the parsed dir does not even exist, so any work would fail differently
     with pytest.raises(BackendError, match=INSTANTMESH_KEY):
-        _regenerate(tmp_path / "no-such-parsed", tmp_path / "out", GenerateConfig(regeneration_backend="trellis"))
+        regenerate(tmp_path / "no-such-parsed", tmp_path / "out", "trellis", Models(GenerateConfig(regeneration_backend="trellis")))
     assert not (tmp_path / "out").exists()

@@ -31,7 +31,8 @@ from hiscene_sim.render import (
     viewpoints,
 )
 from hiscene_sim.render._ply import read_ply_vertices, write_ply_vertices
-from hiscene_sim.render.gaussians import SH_C0, quaternions_to_matrices
+from hiscene_sim.render.gaussians import SH_C0
+from hiscene_sim.rotations import quaternions_to_matrices
 
 SIDE_COLORS = {  # outward normal axis -> uint8 colour
     (1, 0, 0): (230, 30, 30), (-1, 0, 0): (30, 230, 30), (0, 1, 0): (30, 30, 230),

@@ -14,6 +14,14 @@ import torch
 import trimesh
 from scipy.spatial import cKDTree
 
+from hiscene_sim.generate.algorithm3_shape_prior import (
+    GridFrame,
+    ShapePriorConfig,
+    inject_shape_prior,
+    regenerate_structure,
+    voxelize_prior,
+    voxels_to_world,
+)
 from hiscene_sim.generate.flow import (
     SIGMA_MIN,
     FlowSampler,
@@ -25,17 +33,7 @@ from hiscene_sim.generate.flow import (
     unrescale,
     velocity_target,
 )
-from hiscene_sim.generate.shape_prior import (
-    AnalyticVelocity,
-    GridFrame,
-    IdentityCodec,
-    MixtureVelocity,
-    ShapePriorConfig,
-    inject_shape_prior,
-    regenerate_structure,
-    voxelize_prior,
-    voxels_to_world,
-)
+from hiscene_sim.testing.flow_doubles import AnalyticVelocity, IdentityCodec, MixtureVelocity
 
 torch.set_num_threads(1)
 

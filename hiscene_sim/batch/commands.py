@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hiscene_sim.options import add_export_options, add_parse_options, export_config_from_args, parse_config_from_args
+
 BATCH_BACKENDS = (
     "backends (CPU, no weights): Ray tasks (one per scene; local Ray unless --address); stages as in `hiscene parse`, "
     "`hiscene import`, `hiscene export`, `hiscene validate --settle`; manifest as JSON lines + Parquet (pyarrow)"
@@ -46,7 +48,6 @@ def _non_negative_int(text: str) -> int:
 def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
     """Define the ``batch`` subcommand on ``subparsers``; returns its handler."""
     from hiscene_sim.batch.jobs import GLB_MODES, VariantConfig
-    from hiscene_sim.cli import _add_export_options
     from physics.config import ValidationConfig
 
     v, d = VariantConfig(), ValidationConfig()
@@ -99,9 +100,6 @@ def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
     g.add_argument("--glb-mode", choices=GLB_MODES, default="auto",
                    help="auto: a scene file with one mesh is fused (parse), with several mesh nodes one object per node "
                    "(import); or force parse / import")
-    g.add_argument("--views", choices=("open", "corner"), default="open", help="parse: A.1 viewpoint set (default open)")
-    g.add_argument("--resolution", type=int, default=512, help="parse: render size in pixels (default 512)")
-    g.add_argument("--segmenter", default="geometric", help="parse: 2D segmentation backend (default geometric)")
     g.add_argument("--prompt-seed", type=int, default=0, help="generation seed of the first prompt; line k adds k (default 0)")
     g.add_argument("--generate-config", type=Path, default=None,
                    help="`hiscene generate` config JSON with the weight paths (default: $HISCENE_*_WEIGHTS)")
@@ -116,7 +114,8 @@ def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
     g.add_argument("--no-mujoco", action="store_true", help="skip the MuJoCo cross-check")
     g.add_argument("--require-agreement", action="store_true", help="also fail when PyBullet and MuJoCo disagree")
     g.add_argument("--no-render", action="store_true", help="skip the renders (the contact sheet then has none)")
-    _add_export_options(p)
+    add_parse_options(p)
+    add_export_options(p)
     for action in p._actions:  # the export options' --workers means something narrower here
         if action.dest == "workers":
             action.help = "processes for per-object export work in a scene (default: the export stage's CPUs, 1)"
@@ -126,8 +125,6 @@ def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
 
 def config_from_args(args: argparse.Namespace):
     from hiscene_sim.batch.jobs import BatchConfig, VariantConfig
-    from hiscene_sim.cli import _export_config
-    from hiscene_sim.parse import ParseConfig
     from physics.config import ValidationConfig
 
     validation = dataclasses.replace(
@@ -138,8 +135,7 @@ def config_from_args(args: argparse.Namespace):
     variants = VariantConfig(count=args.variants, position_m=args.jitter_pos_cm / 100.0, yaw_deg=args.jitter_yaw_deg,
                              scale=args.jitter_scale, seed=args.variant_seed, attempts=args.variant_attempts)
     config = BatchConfig(
-        parse=ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter),
-        export=_export_config(args), validation=validation, variants=variants, glb_mode=args.glb_mode,
+        parse=parse_config_from_args(args), export=export_config_from_args(args), validation=validation, variants=variants, glb_mode=args.glb_mode,
         seed=args.prompt_seed, max_retries=args.max_retries,
         generate_config=str(args.generate_config.resolve()) if args.generate_config else None,
     )

@@ -29,7 +29,7 @@ from hiscene_sim.parse import ParseConfig
 from physics.config import ValidationConfig
 
 #: Bump when a change to the stages makes earlier outputs stale: every scene is redone.
-BATCH_VERSION = 1
+BATCH_VERSION = 2  # 2: one orchestrator; parsed and imported scenes also go through complete
 
 SCENE_SUFFIXES = (".glb", ".gltf", ".ply", ".obj")
 PROMPT_SUFFIXES = (".txt", ".prompts")

@@ -28,7 +28,8 @@ from pathlib import Path
 from hiscene_sim.batch.jobs import BatchConfig, SceneJob
 from hiscene_sim.batch.manifest import write_outputs
 from hiscene_sim.batch.progress import BatchProgress
-from hiscene_sim.batch.stages import failure_record, read_record, remove_stale_temp, run_scene, write_failure
+from hiscene_sim.batch.records import failure_record, read_record, remove_stale_temp, write_failure
+from hiscene_sim.batch.stages import run_scene
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,17 @@
 """One scene of a batch, from its input to its validated export: :func:`run_scene`.
 
-Stages, as the input needs them::
+The scene's stages are the orchestrator's (:func:`hiscene_sim.orchestrator.run_pipeline`), as
+the input needs them; the input is read through the front door
+(:func:`hiscene_sim.inputs.read_scene_input`)::
 
-    prompt      -> generate -> (parse) -> export -> validate --settle -> [variants]
-    scene file  -> parse (fused) or import (one object per node) -> export -> validate --settle -> [variants]
-    scene dir   -> copy -> export -> validate --settle -> [variants]
+    prompt      -> generate (image, scene3d, parse, complete, regenerate, background) -> export -> validate
+    fused file  -> parse -> complete -> regenerate -> export -> validate   (as `hiscene generate --from-scene`)
+    multi-node  -> import -> complete -> export -> validate                (as `hiscene demo --from-nodes`)
+    scene dir   -> export -> validate
+    then, when asked and the scene passes: variants (:mod:`.variants`)
+
+``validate`` is the settle stage (the scene dir and its export copied forward and settled)
+followed by the validate stage (reads the export, writes the report).
 
 Everything is built in ``DIR/.<name>.tmp-*`` and renamed to ``DIR/<name>`` when complete
 (``hiscene_sim.atomic.atomic_directory``), so an interrupted or crashed scene leaves no
@@ -12,16 +19,17 @@ half-written folder, and a finished one is never half replaced. ``DIR/<name>`` h
 
     batch.json      the scene's record (the manifest row, plus its resume key)
     batch.log       what the stages logged
-    scene/          the scene dir (settled poses written back)
+    scene/          the settled scene dir
     export/         URDF / USD / MJCF / GLB, validation.json / .md, renders
+    work/           every intermediate stage's own scene dir (and a prompt's generate run)
     variants/vNN/   kept variants, each with scene/ and export/
 
 A scene that fails gets a ``DIR/<name>`` with only batch.json (status ``failed``, the error)
 and batch.log. :func:`run_scene` never raises for a failing scene, only for Ctrl-C.
 
-Without Ray it runs in the calling process. Inside a Ray task, a stage that has its own
-resources in ``BatchConfig.resources`` (a GPU for ``generate``, more CPUs for ``export``)
-runs as a nested Ray task with them; the scene task waits, giving its CPU back meanwhile.
+A stage with its own resources in ``BatchConfig.resources`` runs as its own Ray task
+(:mod:`.ray_calls`); the orchestrator's stages are grouped into the batch's resource names by
+:data:`hiscene_sim.batch.scene_pipeline.RESOURCE_OF_STAGE`.
 """
 
 from __future__ import annotations
@@ -29,47 +37,51 @@ from __future__ import annotations
 import io
 import json
 import logging
-import shutil
 import socket
-import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_text, check_replaceable
 from hiscene_sim.batch.jobs import BatchConfig, SceneJob
+from hiscene_sim.batch.ray_calls import call_stage, in_ray_task, unwrap_ray_error
+from hiscene_sim.batch.records import (
+    LOG_FILE,
+    RECORD_FILE,
+    RENDER,
+    GenerationUnavailable,
+    InputError,
+    base_record,
+    failure_record,
+    relocate_paths,
+    remove_stale_temp,
+    validation_metrics,
+    write_failure,
+)
+from hiscene_sim.batch.scene_pipeline import scene_pipeline
 from hiscene_sim.scene import SceneError
 
 log = logging.getLogger(__name__)
 
-RECORD_FILE = "batch.json"
-LOG_FILE = "batch.log"
-RECORD_FORMAT = "hiscene-batch-scene"
-STATUSES = ("ok", "unstable", "failed")
-RENDER = "render_after.png"  # written by the validation report
+__all__ = ["RECORD_FILE", "run_scene", "generate_stage"]
 
-
-class GenerationUnavailable(RuntimeError):
-    """The prompt -> scene stage is not installed or cannot be imported here."""
-
-
-class InputError(SceneError):
-    """The input is not there or is not something a batch can take."""
-
-
-# ----------------------------------------------------------------------------------------
-# stages (module-level functions: a nested Ray task pickles them by reference)
+FILE_STAGES = {
+    "fused-mesh": ("parse", "complete", "regenerate", "export", "validate"),
+    "gaussians": ("parse", "complete", "regenerate", "export", "validate"),
+    "multi-node": ("import", "complete", "export", "validate"),
+    "scene-dir": ("export", "validate"),
+}
+MADE_BY = {"fused-mesh": "parse", "gaussians": "parse", "multi-node": "import", "scene-dir": "copy"}
 
 
 def generate_stage(prompt: str, out_dir: str, seed: int, config_file: str | None = None) -> str:
-    """Prompt -> a scene dir (or a fused scene file) with ``hiscene_sim.generate.pipeline.
-    generate_scene``; returns what it made. The pipeline's ``GenerateRequest`` API (weights from
-    ``$HISCENE_*_WEIGHTS`` or ``config_file``) when it has one, else ``generate_scene(prompt,
-    out_dir, seed)``. A pipeline that cannot be imported, or whose backends have no weights
-    here, is :class:`GenerationUnavailable`."""
+    """Prompt -> a scene dir with ``hiscene_sim.generate.pipeline.generate_scene`` (the
+    orchestrator from text-to-image to the background, weights from ``$HISCENE_*_WEIGHTS`` or
+    ``config_file``); returns the scene dir it made. A generation entry point with the plain
+    ``generate_scene(prompt, out_dir, seed)`` signature (a stand-in) is called so. A pipeline
+    that cannot be imported, or whose backends have no weights here, is
+    :class:`GenerationUnavailable`."""
     import importlib
 
     try:
@@ -89,12 +101,12 @@ def generate_stage(prompt: str, out_dir: str, seed: int, config_file: str | None
 
         try:
             gconfig = GenerateConfig.load(Path(config_file) if config_file else None, seed=seed)
-            generate_scene(pipeline.GenerateRequest(out_dir=out, prompt=prompt), gconfig, echo=log.info)
+            result = generate_scene(pipeline.GenerateRequest(out_dir=out, prompt=prompt, until="background"), gconfig,
+                                    echo=log.info, progress=False)
         except BackendError as exc:
             raise GenerationUnavailable(f"generation backend unavailable: {exc}") from None
-        result = None
-    else:
-        result = generate_scene(prompt, out, seed)
+        return str(result.scene_dir)
+    result = generate_scene(prompt, out, seed)
     if (out / "scene.json").is_file():
         return str(out)
     if result is not None:
@@ -102,277 +114,6 @@ def generate_stage(prompt: str, out_dir: str, seed: int, config_file: str | None
         if path.is_dir() and (path / "scene.json").is_file() or path.is_file():
             return str(path)
     raise SceneError(f"generate_scene({prompt!r}) made neither a scene dir at {out} nor returned a scene file")
-
-
-def _mesh_nodes(path: Path) -> int:
-    import trimesh
-
-    from hiscene_sim.importer import _load_scene_file
-
-    loaded = _load_scene_file(path)  # clear SceneError for unreadable files
-    return sum(
-        1 for node in loaded.graph.nodes_geometry
-        if isinstance(loaded.geometry.get(loaded.graph[node][1]), trimesh.Trimesh) and len(loaded.geometry[loaded.graph[node][1]].faces)
-    )
-
-
-def scene_file_stage(path: str, out_dir: str, parse_config, glb_mode: str) -> str:
-    """A scene file -> a scene dir: parsed when fused (one welded mesh, or a 3DGS PLY), imported
-    (one object per node) when it holds several mesh nodes and ``glb_mode`` is auto. Returns
-    ``"parse"`` or ``"import"``."""
-    from hiscene_sim.importer import SUPPORTED, import_scene
-
-    src = Path(path)
-    if src.suffix.lower() not in SUPPORTED:
-        raise InputError(f"{src}: unsupported input type {src.suffix!r}; expected a scene file ({', '.join(SUPPORTED)}), "
-                         "a scene dir or a prompts .txt")
-    mode = glb_mode
-    if mode == "auto":
-        from hiscene_sim.render.gaussians import is_3dgs_ply
-
-        splat = src.suffix.lower() == ".ply" and src.is_file() and is_3dgs_ply(src)
-        mode = "import" if not splat and _mesh_nodes(src) > 1 else "parse"
-    if mode == "import":
-        import_scene(src, out_dir)
-    else:
-        # as `hiscene generate --from-scene` does: parse, then the weight-free regeneration
-        # (each object's surface made watertight; a parsed floor flattened to its top, so the
-        # fillets a fused surface leaves around welded objects do not start them inside it)
-        from hiscene_sim.generate.regenerate import regenerate_geometry, regenerate_scene
-
-        parsed_dir = Path(out_dir).parent / "parsed"
-        parse_file(src, parsed_dir, parse_config)
-        regenerate_scene(parsed_dir, Path(out_dir), lambda obj, mesh, _: regenerate_geometry(mesh, obj.id), "geometry")
-    return mode
-
-
-def parse_file(path: Path, out_dir: Path, config):
-    """``hiscene parse`` as a function: a fused mesh (GLB/PLY/OBJ) or a 3DGS PLY -> scene dir."""
-    import trimesh
-
-    from exporters.mesh_io import load_mesh
-    from hiscene_sim.parse import parse_gaussians, parse_mesh, parts_of_gaussians, parts_of_mesh, write_parsed_scene
-    from hiscene_sim.render.gaussians import is_3dgs_ply, load_3dgs_ply
-
-    if path.suffix.lower() == ".ply" and path.is_file() and is_3dgs_ply(path):
-        try:
-            gaussians = load_3dgs_ply(path)
-        except (ValueError, OSError) as exc:
-            raise SceneError(f"scene file {path}: {exc}") from None
-        if len(gaussians) < 100:
-            raise SceneError(f"scene file {path}: only {len(gaussians)} Gaussians, too few to parse")
-        parsed = parse_gaussians(gaussians, config)
-        parts = parts_of_gaussians(gaussians, parsed.labels)
-    else:
-        mesh = load_mesh(path, f"scene file {path}")
-        mesh = trimesh.Trimesh(mesh.vertices, mesh.faces, visual=mesh.visual, process=True)
-        if len(mesh.faces) < 4:
-            raise SceneError(f"scene file {path}: {len(mesh.faces)} faces, too few to parse")
-        parsed = parse_mesh(mesh, config)
-        parts = parts_of_mesh(mesh, parsed.labels)
-    return write_parsed_scene(parts, parsed, out_dir, path, config)
-
-
-GENERATED_EXTRAS = ("export", "work", "pipeline.json")  # what `hiscene generate` keeps next to its scene
-
-
-def copy_scene_stage(src: str, out_dir: str, exclude: tuple[str, ...] = ()) -> None:
-    """Copy a scene dir (scene.json, the files it names, other files beside them except
-    ``exclude``) so settling never touches the input."""
-    from hiscene_sim.scene import SCENE_FILE, load_scene, save_scene
-
-    src_dir = Path(src)
-    scene = load_scene(src_dir)
-    out = Path(out_dir)
-    for obj in scene.all_objects():
-        for rel in (obj.mesh, obj.extra.get("gaussians")):
-            if isinstance(rel, str):
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src_dir / rel, out / rel)
-    for extra in src_dir.iterdir():  # textures and other sidecars next to the meshes
-        if extra.name in exclude:
-            continue
-        if extra.name != SCENE_FILE and not extra.name.startswith(".") and not (out / extra.name).exists():
-            if extra.is_dir():
-                shutil.copytree(extra, out / extra.name)
-            else:
-                shutil.copy2(extra, out / extra.name)
-    save_scene(scene, out)
-
-
-def export_stage(scene_dir: str, export_dir: str, export_config):
-    from exporters.export import export_scene
-
-    result = export_scene(scene_dir, export_dir, export_config)
-    return {"objects": len(result.objects), "warnings": list(result.warnings), "seconds": dict(result.seconds)}
-
-
-def validate_stage(export_dir: str, scene_dir: str, validation_config, export_config):
-    """``hiscene validate --settle``: repair the placement, re-export, validate, report."""
-    from physics.report import validate_and_report
-
-    report, _ = validate_and_report(export_dir, validation_config, settle=True, scene_dir=scene_dir, export_config=export_config)
-    return report
-
-
-# ----------------------------------------------------------------------------------------
-# running a stage inline or as its own Ray task
-
-
-def in_ray_task() -> bool:
-    if "ray" not in sys.modules:
-        return False
-    import ray
-
-    try:
-        return ray.is_initialized() and ray.get_runtime_context().get_task_id() is not None
-    except Exception:  # noqa: BLE001 - no runtime context: not a task
-        return False
-
-
-def unwrap_ray_error(exc: BaseException) -> BaseException:
-    """The user exception inside a RayTaskError (else the exception itself)."""
-    cause = getattr(exc, "cause", None)
-    return cause if isinstance(cause, BaseException) and type(exc).__name__.startswith("RayTaskError") else exc
-
-
-def call_stage(stage: str, config: BatchConfig, fn: Callable, *args):
-    """``fn(*args)`` here, or as a nested Ray task with the stage's own resources."""
-    res = config.stage_resources(stage)
-    scene = config.stage_resources("scene")
-    if res is None or res == scene or not in_ray_task():
-        return fn(*args)
-    import ray
-
-    remote = ray.remote(fn).options(
-        num_cpus=res.cpus, num_gpus=res.gpus or 0, max_retries=config.max_retries, name=f"hiscene-{stage}",
-    )
-    try:
-        return ray.get(remote.remote(*args))
-    except Exception as exc:  # noqa: BLE001 - re-raise the stage's own error
-        inner = unwrap_ray_error(exc)
-        if inner is exc:
-            raise
-        raise inner from None
-
-
-def stage_export_config(config: BatchConfig):
-    """The export settings with the per-object process count of the export stage."""
-    res = config.stage_resources("export") or config.stage_resources("scene")
-    workers = config.export.workers or max(1, int(res.cpus if res else 1))
-    return replace(config.export, workers=workers)
-
-
-# ----------------------------------------------------------------------------------------
-# records
-
-
-def validation_metrics(report) -> dict:
-    """The manifest's validation columns from a ValidationReport."""
-    pb, mj = report.pybullet, report.mujoco
-    sims = [s for s in (pb, mj) if s is not None]
-    objs = [o for s in sims for o in s.objects]
-    settle = report.settle
-    return {
-        "passed": bool(report.passed),
-        "pybullet_stable": pb.n_stable,
-        "pybullet_objects": pb.n_objects,
-        "mujoco_stable": mj.n_stable if mj else None,
-        "mujoco_objects": mj.n_objects if mj else None,
-        "stable_share": round(min(s.stable_share for s in sims), 4),
-        "max_drift_cm": round(max((o.drift_m for o in objs), default=0.0) * 100, 3),
-        "max_rotation_deg": round(max((o.rotation_deg for o in objs), default=0.0), 3),
-        "max_penetration_mm": round(max((o.penetration_start_m for o in objs), default=0.0) * 1000, 3),
-        "collision_pairs": len(pb.penetrating_pairs_start),
-        "agreement": round(report.agreement.share_agreeing, 4) if report.agreement else None,
-        "settle_rounds": len(settle.iterations) if settle else 0,
-        "settled_objects": len({m.id for it in settle.iterations for m in it.moves}) if settle else 0,
-        "unresolved": [u.id for u in settle.unresolved] if settle else [],
-        "failures": list(report.failures),
-    }
-
-
-def base_record(job: SceneJob) -> dict:
-    record = {
-        "format": RECORD_FORMAT,
-        "input": job.label,
-        "kind": job.kind,
-        "name": job.name,
-        "status": "failed",
-        "error": None,
-        "key": job.key,
-        "variant_of": None,
-    }
-    if job.kind == "prompt":
-        record.update(prompt=job.input, seed=job.seed)
-    return record
-
-
-def relocate_paths(root: Path, old: str, new: str) -> None:
-    """Stages record absolute paths (export.json's source, validation.json's dirs); after a
-    rename they must name the final place, not the temp dir."""
-    if old == new:
-        return
-    for path in root.rglob("*"):
-        if path.is_file() and path.suffix in (".json", ".md"):
-            text = path.read_text(encoding="utf-8", errors="surrogateescape")
-            if old in text:
-                atomic_write_text(path, text.replace(old, new))
-
-
-def remove_stale_temp(out_root: Path, name: str) -> None:
-    """Temp dirs of ``name`` left by a killed attempt (SIGKILL skips the usual clean-up)."""
-    for p in out_root.glob(f".{name}.tmp-*"):
-        shutil.rmtree(p, ignore_errors=True)
-    for p in out_root.glob(f".{name}.old-*"):
-        shutil.rmtree(p, ignore_errors=True)
-
-
-def read_record(scene_out: Path) -> dict | None:
-    try:
-        data = json.loads((scene_out / RECORD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == RECORD_FORMAT else None
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Failures the same input would give again (bad files, bad scenes) are final; anything
-    else (a missing backend, a crash, the disk) is retried by the next run."""
-    from exporters.watertight import MeshError
-
-    return not isinstance(exc, (SceneError, MeshError, ValueError)) or isinstance(exc, GenerationUnavailable)
-
-
-def error_text(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    if not isinstance(exc, (SceneError, GenerationUnavailable)) and type(exc).__name__ not in text:
-        text = f"{type(exc).__name__}: {text}"
-    return text if len(text) <= 2000 else text[:2000] + " ..."
-
-
-def failure_record(job: SceneJob, exc: BaseException, seconds: dict | None = None) -> dict:
-    exc = unwrap_ray_error(exc)
-    return {**base_record(job), "status": "failed", "error": error_text(exc), "error_type": type(exc).__name__,
-            "retryable": is_retryable(exc), "seconds": seconds or {}, "host": socket.gethostname(),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def write_failure(out_root: Path, job: SceneJob, record: dict, log_text: str = "") -> None:
-    """DIR/<name> with only the failure record (replacing an earlier output of the scene)."""
-    final = out_root / job.name
-    try:
-        check_replaceable(final, RECORD_FILE)
-    except FileExistsError:
-        return  # not ours: the error (in the record) says so; leave the folder alone
-    remove_stale_temp(out_root, job.name)
-    with atomic_directory(final) as tmp:
-        atomic_write_text(tmp / RECORD_FILE, json.dumps(record, indent=2, ensure_ascii=False, default=str) + "\n")
-        atomic_write_text(tmp / LOG_FILE, log_text)
-
-
-# ----------------------------------------------------------------------------------------
-# one scene
 
 
 class _Capture:
@@ -400,35 +141,25 @@ class _Capture:
         return self.buffer.getvalue()
 
 
-def _timed(seconds: dict, stage: str, fn: Callable, *args):
-    t0 = time.perf_counter()
-    try:
-        return fn(*args)
-    finally:
-        seconds[stage] = round(seconds.get(stage, 0.0) + time.perf_counter() - t0, 3)
+def _run_stages(job: SceneJob, tmp: Path, config: BatchConfig, seconds: dict):
+    """The scene's stages into ``tmp``; returns (pipeline result, made_by)."""
+    from hiscene_sim.inputs import read_scene_input
 
-
-def _make_scene_dir(job: SceneJob, tmp: Path, config: BatchConfig, seconds: dict) -> tuple[Path, str]:
-    """Stage 1: whatever the input needs to become a scene dir at tmp/scene."""
-    scene_dir = tmp / "scene"
     if job.kind == "missing":
         path = Path(job.input)
         raise InputError(f"{path}: input {'folder holds no scene.json and no scene files' if path.is_dir() else 'not found'}")
-    if job.kind == "scene":
-        _timed(seconds, "copy", copy_scene_stage, job.input, str(scene_dir))
-        return scene_dir, "copy"
     if job.kind == "prompt":
-        made = Path(_timed(seconds, "generate", call_stage, "generate", config, generate_stage, job.input,
-                           str(tmp / "generated"), job.seed, config.generate_config))
-        if (made / "scene.json").is_file():  # the generated dir keeps its work/ and export/ as the stage's record
-            _timed(seconds, "copy", copy_scene_stage, str(made), str(scene_dir), GENERATED_EXTRAS)
-            return scene_dir, "generate"
-        _timed(seconds, "parse", call_stage, "parse", config, scene_file_stage, str(made), str(scene_dir), config.parse, "parse")
-        return scene_dir, "generate+parse"
-    t0 = time.perf_counter()
-    mode = call_stage("parse", config, scene_file_stage, job.input, str(scene_dir), config.parse, config.glb_mode)
-    seconds[mode] = round(time.perf_counter() - t0, 3)
-    return scene_dir, mode
+        t0 = time.perf_counter()
+        made = Path(call_stage("generate", config, generate_stage, job.input, str(tmp / "work" / "generate"), job.seed,
+                               config.generate_config))
+        seconds["generate"] = round(time.perf_counter() - t0, 3)
+        source, made_by = read_scene_input(made, "parse"), "generate"
+    else:
+        source = read_scene_input(job.input, "auto" if job.kind == "scene" else config.glb_mode)
+        made_by = MADE_BY[source.kind.value]
+    result = scene_pipeline(source, tmp, config, FILE_STAGES[source.kind.value])
+    seconds.update(result.seconds)
+    return result, made_by
 
 
 def run_scene(job: SceneJob, out_root: str | Path, config: BatchConfig) -> dict:
@@ -454,12 +185,8 @@ def run_scene(job: SceneJob, out_root: str | Path, config: BatchConfig) -> dict:
             remove_stale_temp(out_root, job.name)
             with atomic_directory(final) as tmp:
                 log.info("scene %s: %s input %s", job.name, job.kind, job.label)
-                scene_dir, made_by = _make_scene_dir(job, tmp, config, seconds)
-                export_dir = tmp / "export"
-                export_config = stage_export_config(config)
-                _timed(seconds, "export", call_stage, "export", config, export_stage, str(scene_dir), str(export_dir), export_config)
-                report = _timed(seconds, "validate", call_stage, "validate", config, validate_stage, str(export_dir),
-                                str(scene_dir), config.validation, export_config)
+                result, made_by = _run_stages(job, tmp, config, seconds)
+                scene_dir, export_dir, report = result.scene_dir, result.export_dir, result.report
                 scene = load_scene(scene_dir)
                 record.update({
                     "status": "ok" if report.passed else "unstable",

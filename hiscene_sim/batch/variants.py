@@ -9,10 +9,12 @@ is seeded with ``(seed, k, crc32(name))``, so a variant is the same on every run
 - a uniform scale factor in ``[1 - scale, 1 + scale]`` about the bottom centre of its bounds
   (its lowest point stays at the same height, so it stays on what it stood on).
 
-Background objects do not move. The jittered scene is written as a new scene dir (atomically,
-``variants/vNN/scene``), exported (``variants/vNN/export``) and validated in PyBullet and
-MuJoCo with ``--settle`` (overlaps the jitter made are separated, objects left floating are
-dropped, everything simulated to rest). A variant is kept only when it then passes; a
+Background objects do not move. The jittered scene is written as a new scene dir
+(``variants/vNN/work/jittered``) and goes through the orchestrator's export and validate
+stages like any scene dir (``hiscene_sim.batch.stages.scene_pipeline``): exported, settled
+into ``variants/vNN/scene`` + ``variants/vNN/export`` (overlaps the jitter made are separated,
+objects left floating are dropped, everything simulated to rest) and validated in PyBullet
+and MuJoCo; the variant folder appears atomically. A variant is kept only when it then passes; a
 rejected draw is deleted and its reasons are returned (the batch manifest lists them). With
 ``attempts`` > 1 a rejected draw is redrawn (its own seed) up to that many times, so K
 variants are asked for and, as far as the attempts allow, K valid ones come out.
@@ -33,6 +35,9 @@ import numpy as np
 
 from hiscene_sim.atomic import atomic_directory
 from hiscene_sim.batch.jobs import BatchConfig, VariantConfig
+from hiscene_sim.batch.ray_calls import map_stage
+from hiscene_sim.batch.records import RECORD_FORMAT, RENDER, error_text, relocate_paths, validation_metrics
+from hiscene_sim.batch.scene_pipeline import scene_pipeline
 from hiscene_sim.scene import Pose, Provenance, Scene, SceneObject, load_scene, quaternion_from_rotation, save_scene
 
 log = logging.getLogger(__name__)
@@ -124,20 +129,12 @@ def make_variant(base_scene_dir: str, variants_root: str, base_name: str, index:
 
 def _make_variant_draw(base_scene_dir: str, variants_root: str, base_name: str, index: int, config: BatchConfig,
                        input_label: str, attempt: int) -> dict:
-    from exporters.export import export_scene
-    from hiscene_sim.batch.stages import (
-        RENDER,
-        error_text,
-        relocate_paths,
-        stage_export_config,
-        validate_stage,
-        validation_metrics,
-    )
+    from hiscene_sim.inputs import read_scene_input
 
     base, root = Path(base_scene_dir), Path(variants_root)
     vc = config.variants
     vname = f"v{index:02d}"
-    record = {"format": "hiscene-batch-scene", "input": input_label, "name": f"{base_name}_{vname}", "variant_of": base_name,
+    record = {"format": RECORD_FORMAT, "input": input_label, "name": f"{base_name}_{vname}", "variant_of": base_name,
               "variant": vname, "status": "rejected", "error": None, "reasons": []}
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
@@ -149,16 +146,13 @@ def _make_variant_draw(base_scene_dir: str, variants_root: str, base_name: str, 
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )]
         final = (root / vname).resolve()
-        export_config = stage_export_config(config)
         with atomic_directory(final) as tmp:
-            _copy_files(base, tmp / "scene", jittered)
-            save_scene(jittered, tmp / "scene")
-            t0 = time.perf_counter()
-            export_scene(tmp / "scene", tmp / "export", export_config)
-            seconds["export"] = round(time.perf_counter() - t0, 3)
-            t0 = time.perf_counter()
-            report = validate_stage(str(tmp / "export"), str(tmp / "scene"), config.validation, export_config)
-            seconds["validate"] = round(time.perf_counter() - t0, 3)
+            jittered_dir = tmp / "work" / "jittered"
+            _copy_files(base, jittered_dir, jittered)
+            save_scene(jittered, jittered_dir)
+            result = scene_pipeline(read_scene_input(jittered_dir), tmp, config, ("export", "validate"))
+            seconds.update(result.seconds)
+            report = result.report
             if not report.passed:
                 raise _Rejected(_reasons(report))
             relocate_paths(tmp, str(tmp), str(final))
@@ -187,27 +181,16 @@ def make_variants(base_scene_dir: str | Path, variants_root: str | Path, base_na
                   input_label: str = "") -> list[dict]:
     """``config.variants.count`` variants; as separate Ray tasks in parallel when the
     ``variants`` stage has its own resources and this runs in a Ray task, else one by one."""
-    from hiscene_sim.batch.stages import error_text, in_ray_task, unwrap_ray_error
-
     args = [(str(base_scene_dir), str(variants_root), base_name, i, config, input_label)
             for i in range(1, config.variants.count + 1)]
-    res = config.stage_resources("variants")
-    if res is None or res == config.stage_resources("scene") or not in_ray_task():
-        return [make_variant(*a) for a in args]
-    import ray
-
-    remote = ray.remote(make_variant).options(num_cpus=res.cpus, num_gpus=res.gpus or 0, max_retries=config.max_retries,
-                                              name="hiscene-variant")
-    refs = [remote.remote(*a) for a in args]
     out = []
-    for ref, a in zip(refs, args):
-        try:
-            out.append(ray.get(ref))
-        except Exception as exc:  # noqa: BLE001 - e.g. its worker died every time
-            err = error_text(unwrap_ray_error(exc))
+    for a, made in zip(args, map_stage("variants", config, make_variant, args)):
+        if isinstance(made, BaseException):  # e.g. its worker died every time
+            err = error_text(made)
             vname = f"v{a[3]:02d}"
-            out.append({"name": f"{base_name}_{vname}", "variant_of": base_name, "variant": vname, "status": "rejected",
-                        "reasons": [f"error: {err}"], "rejected_draws": [{"variant": vname, "draw": 1, "reasons": [f"error: {err}"]}]})
+            made = {"name": f"{base_name}_{vname}", "variant_of": base_name, "variant": vname, "status": "rejected",
+                    "reasons": [f"error: {err}"], "rejected_draws": [{"variant": vname, "draw": 1, "reasons": [f"error: {err}"]}]}
+        out.append(made)
     return out
 
 

@@ -21,6 +21,8 @@ def add_complete_parser(sub) -> None:
         "and records it per object in scene.json. " + COMPLETE_BACKENDS,
     )
     p.add_argument("scene_dir", type=Path)
+    p.add_argument("--out", type=Path, help="write the completed scene dir here (a copy) and leave SCENE_DIR untouched "
+                   "(default: add completion/ and the records to SCENE_DIR itself)")
     p.add_argument("--backend", default="geometric", help="completion backend: geometric (default) or svd")
     p.add_argument("--weights", type=Path, help="svd: local Stable Video Diffusion amodal-completion checkpoint dir")
     p.add_argument("--judge", default="geometric", help="occlusion judge: geometric (default) or vlm")
@@ -36,7 +38,7 @@ def add_complete_parser(sub) -> None:
 
 def config_from_args(args: argparse.Namespace):
     from hiscene_sim.complete.stage import CompleteConfig
-    from hiscene_sim.occlusion.select import SelectionConfig
+    from hiscene_sim.occlusion.occlusion_eq5_a3 import SelectionConfig
     from hiscene_sim.occlusion.views import ObjectViewConfig
 
     judge_options = {}
@@ -50,7 +52,7 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def run_complete(scene_dir: Path, config) -> list:
+def run_complete(scene_dir: Path, config, out_dir: Path | None = None) -> list:
     from rich.progress import Progress
 
     from hiscene_sim.complete.stage import complete_scene
@@ -59,7 +61,8 @@ def run_complete(scene_dir: Path, config) -> list:
     n = len(load_scene(scene_dir).objects)
     with Progress(transient=True) as progress:
         task = progress.add_task("objects: views + occlusion + completion", total=n)
-        return complete_scene(scene_dir, config, progress=lambda i, total, oid: progress.update(task, completed=i))
+        return complete_scene(scene_dir, config, progress=lambda i, total, oid: progress.update(task, completed=i),
+                              out_dir=out_dir)
 
 
 def print_completion(results: list, scene_dir: Path) -> None:
@@ -71,8 +74,9 @@ def print_completion(results: list, scene_dir: Path) -> None:
 
 def cmd_complete(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    results = run_complete(args.scene_dir, config)
-    print(f"completed {len(results)} objects of {args.scene_dir} (judge {config.judge}, completion {config.backend})")
-    print_completion(results, args.scene_dir)
+    results = run_complete(args.scene_dir, config, args.out)
+    written = args.out or args.scene_dir
+    print(f"completed {len(results)} objects of {args.scene_dir} into {written} (judge {config.judge}, completion {config.backend})")
+    print_completion(results, written)
     print(f"  {COMPLETE_BACKENDS}")
     return 0

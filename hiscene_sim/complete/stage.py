@@ -26,7 +26,7 @@ import numpy as np
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes
 from hiscene_sim.complete.base import COMPLETERS, CompletionRequest, CompletionResult
-from hiscene_sim.occlusion.select import SelectionConfig, ViewDecision, select_views
+from hiscene_sim.occlusion.occlusion_eq5_a3 import SelectionConfig, ViewDecision, select_views
 from hiscene_sim.occlusion.views import ObjectView, ObjectViewConfig, ObjectViewRenderer, SceneGeometry
 from hiscene_sim.scene import Provenance, Scene, load_scene, save_scene
 
@@ -174,13 +174,26 @@ def make_judge(name: str, options: dict):
     return JUDGES.create(name, **options)
 
 
-def complete_scene(scene_dir: Path, config: CompleteConfig | None = None, progress=None) -> list[ObjectCompletion]:
+def complete_scene(scene_dir: Path, config: CompleteConfig | None = None, progress=None,
+                   out_dir: Path | None = None) -> list[ObjectCompletion]:
     """Views + occlusion analysis + completion for every foreground object; ``scene.json``
-    records the result (written last, so an interrupted run leaves the previous scene intact)."""
+    records the result (written last, so an interrupted run leaves the previous scene intact).
+
+    With ``out_dir`` (the pipeline's way) the scene dir is copied forward there first and the
+    input is not touched; without it (``hiscene complete DIR``) ``scene_dir`` gains its
+    ``completion/`` folder and records in place."""
     config = config or CompleteConfig()
     scene_dir = Path(scene_dir)
     scene: Scene = load_scene(scene_dir)
     judge = make_judge(config.judge, config.judge_options)  # fails before any work when misconfigured
+    if out_dir is not None and Path(out_dir).resolve() != scene_dir.resolve():
+        from hiscene_sim.atomic import check_replaceable
+        from hiscene_sim.scene import SCENE_FILE
+        from hiscene_sim.scene_copy import copy_scene_dir
+
+        check_replaceable(out_dir, SCENE_FILE, protect=scene_dir)  # never a folder that is not ours
+        copy_scene_dir(scene_dir, out_dir, exclude=(COMPLETION_DIR,))
+        scene_dir = Path(out_dir)
     t0 = time.perf_counter()
     geometry = SceneGeometry.of_scene(scene, scene_dir)
     renderer = ObjectViewRenderer(geometry, config.views)

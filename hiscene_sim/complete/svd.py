@@ -1,6 +1,6 @@
 """Video-diffusion amodal completion (paper 3.3, B.2): Stable Video Diffusion with a mask channel.
 
-The model generates the Algorithm-2 transition video (``transition.py``) from its first frame: the
+The model generates the Algorithm-2 transition video (``algorithm2_transitions.py``) from its first frame: the
 occluded observation. Conditioning, as in SVD plus B.2's one extra channel:
 
 * UNet input per frame = [noisy video latent (4) | VAE latent of the observation (4) | visible mask
@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hiscene_sim.backends import BackendError
+from hiscene_sim.complete.algorithm2_transitions import resize_hwc
 from hiscene_sim.complete.base import COMPLETERS, CompletionRequest, CompletionResult
-from hiscene_sim.complete.transition import resize_hwc
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

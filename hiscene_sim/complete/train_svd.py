@@ -18,7 +18,7 @@ SVD's own objective, written out in :func:`edm_loss`:
 
 which is, up to the weighting, the paper's epsilon-MSE (predicting D is predicting eps).
 
-Data: a directory of ``.npz`` pairs (``transition.save_pair``) or an in-memory list of
+Data: a directory of ``.npz`` pairs (``algorithm2_transitions.save_pair``) or an in-memory list of
 ``AmodalPair`` / ``AmodalSample``. Checkpoints are full SVD-layout directories (loadable by
 ``SvdCompleter(weights=...)``), written to a temporary directory and renamed into place.
 
@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hiscene_sim.complete.algorithm2_transitions import AmodalPair, AmodalSample, load_pair, make_sample
 from hiscene_sim.complete.svd import SvdConditioning, SvdModules, added_time_ids, clip_image_embeddings, encode_condition
-from hiscene_sim.complete.transition import AmodalPair, AmodalSample, load_pair, make_sample
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -316,7 +316,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainConfig:
     d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m hiscene_sim.complete.train_svd", description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, required=True, help="local SVD directory (unet/ vae/ image_encoder/ feature_extractor/ scheduler/)")
-    p.add_argument("--data", type=Path, required=True, help="directory of .npz amodal pairs (transition.save_pair)")
+    p.add_argument("--data", type=Path, required=True, help="directory of .npz amodal pairs (algorithm2_transitions.save_pair)")
     p.add_argument("--output", type=Path, required=True, help="checkpoint directory")
     p.add_argument("--resolution", type=int, default=d.resolution)
     p.add_argument("--num-frames", type=int, default=d.num_frames)

@@ -6,12 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from hiscene_sim.options import add_export_options, add_parse_options, export_config_from_args, parse_config_from_args
+
 GENERATE_HELP = (
     "Stages and backends: text-to-image = FLUX (generate.flux.weights; CLIP choice with generate.clip.weights); "
     "image-to-3D = TRELLIS (generate.trellis.weights); parse = CPU (Embree views, geometric segmenter, contrastive "
     "lifting); completion = geometric (CPU, default) or svd (completion.svd.weights); regeneration = geometry (CPU, "
     "default: the object's own surface made watertight) or trellis (Algorithm 3 with an InstantMesh prior: "
-    "generate.instantmesh.weights + generate.trellis.weights); background = the parsed one; export = trimesh + CoACD "
+    "generate.instantmesh.weights + generate.trellis.weights); background = paper D ('A background of ...', FLUX + TRELLIS) with a prompt, else the parsed one with a flat floor; export = trimesh + CoACD "
     "+ usd-core; validation = PyBullet settle + MuJoCo check. With no weights, --from-scene runs everything on CPU; a "
     "prompt or --from-image needs the FLUX / TRELLIS weights and fails before any work without them. Weights: the "
     "flags below, $HISCENE_<NAME>_WEIGHTS, or --config FILE.json ({\"generate\": {\"flux\": {\"weights\": PATH}}})."
@@ -39,12 +41,15 @@ def add_generate_parser(sub) -> None:
     for name in ("flux", "clip", "trellis", "instantmesh", "svd"):
         p.add_argument(f"--{name}-weights", type=Path, help=f"local {name} weights directory")
     p.add_argument("--json", action="store_true", help="print the stage summary as JSON")
+    add_parse_options(p)
+    add_export_options(p, seed=False)
     p.set_defaults(func=cmd_generate)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from hiscene_sim.generate.config import GenerateConfig
     from hiscene_sim.generate.pipeline import GenerateRequest, generate_scene, result_json
+    from hiscene_sim.orchestrator import PipelineOptions
 
     overrides = {
         "generate.flux.weights": args.flux_weights, "generate.clip.weights": args.clip_weights,
@@ -54,11 +59,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerateConfig.load(args.config, overrides, completion_backend=args.completion, judge=args.judge,
                                  regeneration_backend=args.regenerate, candidates=args.candidates, seed=args.seed)
     request = GenerateRequest(args.out, args.prompt, args.from_image, args.from_scene, args.force)
-    result = generate_scene(request, config, echo=(lambda s: None) if args.json else print)
+    options = PipelineOptions(parse=parse_config_from_args(args), export=export_config_from_args(args, seed=0))
+    result = generate_scene(request, config, echo=(lambda s: None) if args.json else print, options=options)
     if args.json:
         print(json.dumps(result_json(result), indent=1, default=str))
     else:
         verdict = {True: "PASS", False: "FAIL", None: "not validated"}[result.passed]
-        print(f"done: {verdict}. Scene dir {result.out_dir}, sim export {result.out_dir / 'export'}"
+        print(f"done: {verdict}. Scene dir {result.scene_dir}, sim export {result.export_dir}"
               + (f", report {result.report_path}" if result.report_path else ""))
     return 0 if result.passed else 1

@@ -10,15 +10,16 @@ Backends:
 * ``trellis``: Algorithm 3. The LRM (InstantMesh) reconstructs a shape prior from the object's
   selected, completed views and their cameras; it is voxelised in the object's frame, encoded by
   TRELLIS's sparse-structure encoder, noised to t in [0.2, 0.4] and denoised by TRELLIS's
-  sparse-structure flow from there (``shape_prior.regenerate_structure``); the structured latent
+  sparse-structure flow from there (``algorithm3_shape_prior.regenerate_structure``); the structured latent
   conditioned on the completed views is decoded to a mesh and placed back. Needs
   ``generate.instantmesh.weights`` and ``generate.trellis.weights``.
 
 The background is the parsed background, kept as static geometry, except that a parsed floor
-becomes a flat slab at the height of its top surface: the fused scene's floor carries a fillet
-around every object that stood on it (where the voxel surface welded them), which would start
-those objects inside the floor. With image and 3D weights the background would be regenerated
-from "A background of ..." (paper D); that path is not built yet.
+becomes a flat slab at the height of its top surface (``hiscene_sim.floor``): the fused scene's
+floor carries a fillet around every object that stood on it (where the voxel surface welded
+them), which would start those objects inside the floor. With image and 3D weights the next
+stage adds a background generated from "A background of ..." (paper D,
+``hiscene_sim.generate.background_section_d``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import trimesh
 from exporters.mesh_io import load_mesh
 from exporters.watertight import make_watertight
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes
+from hiscene_sim.floor import flat_floor
 from hiscene_sim.scene import Provenance, Scene, SceneObject, load_scene, save_scene
 
 log = logging.getLogger(__name__)
@@ -53,27 +55,6 @@ def regenerate_geometry(mesh: trimesh.Trimesh, name: str) -> tuple[trimesh.Trime
     """The weight-free default: the object's own surface, closed."""
     repaired = make_watertight(mesh, name)
     return repaired.visual, repaired.method
-
-
-def flat_floor(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, str]:
-    """A box spanning the parsed floor's footprint whose top is the area-weighted median
-    height of its upward-facing faces (the fillets around objects are a small share of it)."""
-    normals, areas = mesh.face_normals, mesh.area_faces
-    up = normals[:, 2] > 0.9
-    if not up.any():
-        return mesh, "kept (no upward-facing faces)"
-    z = mesh.triangles_center[up, 2]
-    order = np.argsort(z)
-    cumulative = np.cumsum(areas[up][order])
-    top = float(z[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
-    lo, hi = mesh.bounds
-    thickness = max(top - float(lo[2]), 0.01)
-    slab = trimesh.creation.box((hi[0] - lo[0], hi[1] - lo[1], thickness))
-    slab.apply_translation(((lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, top - thickness / 2))
-    colors = getattr(mesh.visual, "vertex_colors", None)
-    if colors is not None and len(colors):
-        slab.visual.face_colors = np.median(np.asarray(colors), axis=0).astype(np.uint8)
-    return slab, f"flat slab, top at z = {top:.4f} (fillets around objects removed)"
 
 
 def regenerate_scene(parsed_dir: Path, out_dir: Path, regenerate_one, backend: str, progress=None) -> list[RegeneratedObject]:

@@ -4,7 +4,7 @@
     line 2    S_init = F_LRM(I, [r_i, p_i]): InstantMesh, mesh in the scene's world frame  SparseViewReconstructor.reconstruct
     (ours)    S_init -> the object's LOCAL frame (inverse of ``obj.pose.matrix()``)       regenerate_object
     line 3    V = voxelise S_init on a TRELLIS grid fitted to the parsed LOCAL mesh       GridFrame.fit, voxelize_prior
-    line 4-15 E_S(V), noise to t, Euler to 0 with TRELLIS's sparse-structure flow        shape_prior.regenerate_structure
+    line 4-15 E_S(V), noise to t, Euler to 0 with TRELLIS's sparse-structure flow        algorithm3_shape_prior.regenerate_structure
     (TRELLIS) structured latent at the active voxels, conditioned on the same views,     sample_and_decode_slat
               decoded to a mesh (``sample_slat`` / ``decode_slat`` of the upstream pipeline)
     (ours)    TRELLIS's [-0.5, 0.5]^3 frame -> the object's local frame via the GridFrame outputs_to_generated, GridFrame.from_grid
@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import trimesh
 
-from hiscene_sim.generate.shape_prior import (
+from hiscene_sim.generate.algorithm3_shape_prior import (
     T_MAX,
     T_MIN,
     GridFrame,

@@ -56,6 +56,7 @@ import numpy as np
 
 from hiscene_sim.backends import BackendError
 from hiscene_sim.generate.interfaces import Generated3D
+from hiscene_sim.rotations import matrices_to_quaternions, quaternion_multiply
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -119,29 +120,6 @@ def _np(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _matrix_to_quaternion(r: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation -> (4,) unit quaternion w x y z."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(r).as_quat()
-    return np.array([w, x, y, z])
-
-
-def _quaternion_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product a * b of w x y z quaternions, broadcasting over leading axes."""
-    aw, ax, ay, az = np.moveaxis(a, -1, 0)
-    bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
-
-
 def _first(value: Any, sample: int = 0) -> Any:
     """TRELLIS returns one representation per sample in a list; accept a bare object too."""
     if value is None:
@@ -189,7 +167,7 @@ class FrameConversion:
     def quaternions(self, q: Any, source: SourceFrame = "trellis") -> np.ndarray:
         """(N, 4) w x y z local -> source rotations -> (N, 4) local -> world (``R_source * q``)."""
         q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
-        return _quaternion_multiply(_matrix_to_quaternion(self.rotation(source))[None], q)
+        return quaternion_multiply(matrices_to_quaternions(self.rotation(source), positive_w=False)[None], q)
 
     def to_dict(self, source: SourceFrame = "trellis") -> dict[str, Any]:
         return {

@@ -8,6 +8,9 @@ For view ``v`` of target object ``o`` (all masks exact, from ray casting the 3D 
 * ``occluder_mask``: ``full_mask & ~visible_mask``, pixels of ``o``'s silhouette covered by
   another object (or background) in front of it;
 * ``instance``: the scene object seen at each pixel (index into :attr:`SceneGeometry.ids`, -1 none).
+
+The occlusion ratio of Eq. 5 on these masks and the A.3 view selection are in
+:mod:`hiscene_sim.occlusion.occlusion_eq5_a3`.
 """
 
 from __future__ import annotations
@@ -182,18 +185,3 @@ class ObjectViewRenderer:
         facing = np.einsum("ij,ij->i", np.asarray(target.face_normals)[np.maximum(solo.primitive.ravel(), 0)], directions)
         back = hit & (facing.reshape(hit.shape) > 0)
         return _to_uint8(solo.color), solo.primitive, back
-
-
-def occlusion_ratio(visible_mask: np.ndarray, occluder_mask: np.ndarray) -> float:
-    """Eq. 5: rho = A_other / (A_other + A_target), areas in pixels.
-
-    A_target is the target's visible area; A_other the area of other objects inside the
-    target's whole (amodal) silhouette, i.e. the part of it they hide. (Other objects that
-    are merely in the picture beside the target do not occlude it and are not counted.) A box
-    half hidden behind another gives 0.5; an unoccluded view 0; a fully hidden one 1.
-    """
-    other = int(np.count_nonzero(occluder_mask))
-    target = int(np.count_nonzero(visible_mask))
-    if other + target == 0:
-        return 1.0  # the target is not in the picture at all: as bad as fully hidden
-    return other / (other + target)

@@ -4,29 +4,19 @@
   :func:`normalize_scene`, :func:`viewpoints` (the 40 predefined views of paper A.1).
 * :mod:`.mesh`: exact mesh rendering by Embree ray casting (:func:`render_mesh`,
   :func:`render_views`, :class:`MeshRenderer`).
-* :mod:`.gaussians`: the :class:`Gaussians` model, 3DGS PLY I/O, :func:`gaussians_from_mesh`, and
-  the splatting renderers of :mod:`.splat` (:func:`render_gaussians`,
-  :func:`render_gaussian_views`, :class:`GaussianRenderer` on CPU; :func:`render_gaussians_gsplat`
-  on CUDA).
-* ``python -m hiscene_sim.render.bench``: timings of both renderers on this machine.
+* :mod:`.gaussians`: the :class:`Gaussians` model, 3DGS PLY I/O, :func:`gaussians_from_mesh`.
+* :mod:`.splat`: the splatting renderers (:func:`render_gaussians`, :func:`render_gaussian_views`,
+  :class:`GaussianRenderer` on CPU; :func:`render_gaussians_gsplat` on CUDA).
+* ``python benchmarks/bench_render.py``: timings of both renderers on this machine.
 * :mod:`.result`: :class:`RenderResult`, what every renderer returns (colour, depth, normal,
   primitive ids and sparse pixel -> primitive weights).
 """
 
 from .cameras import Camera, look_at, normalize_scene, viewpoint_angles, viewpoints
-from .gaussians import (
-    GaussianRenderer,
-    Gaussians,
-    gaussians_from_mesh,
-    gsplat_available,
-    load_3dgs_ply,
-    render_gaussian_views,
-    render_gaussians,
-    render_gaussians_gsplat,
-    save_3dgs_ply,
-)
+from .gaussians import Gaussians, gaussians_from_mesh, load_3dgs_ply, save_3dgs_ply
 from .mesh import MeshRenderer, embree_available, render_mesh, render_views
 from .result import RenderResult
+from .splat import GaussianRenderer, gsplat_available, render_gaussian_views, render_gaussians, render_gaussians_gsplat
 from .surface import SurfaceAlbedo, SurfaceSamples, sample_surface
 
 __all__ = [

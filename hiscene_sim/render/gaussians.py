@@ -1,12 +1,13 @@
-"""3D Gaussian scenes: the model, 3DGS PLY I/O, sampling from a mesh, and rendering.
+"""3D Gaussian scenes: the model, 3DGS PLY I/O and sampling from a mesh.
 
-The renderers live in :mod:`.splat` and are re-exported here: ``render_gaussians`` is a CPU
-reference splatter (EWA splatting as in 3DGS / gsplat's "classic" mode) vectorised over
-(Gaussian, pixel) pairs with NumPy; it also returns the sparse pixel -> Gaussian blending weights
-that lifting 2D segmentations to 3D needs. ``render_gaussians_gsplat`` uses gsplat's CUDA
-rasteriser when a GPU and gsplat are available.
+The renderers live in :mod:`.splat` (which imports this module, not the other way round):
+``render_gaussians`` is a CPU reference splatter (EWA splatting as in 3DGS / gsplat's "classic"
+mode) vectorised over (Gaussian, pixel) pairs with NumPy; it also returns the sparse pixel ->
+Gaussian blending weights that lifting 2D segmentations to 3D needs. ``render_gaussians_gsplat``
+uses gsplat's CUDA rasteriser when a GPU and gsplat are available. :mod:`hiscene_sim.render`
+exports both.
 
-Timing: ``python -m hiscene_sim.render.bench``.
+Timing: ``python benchmarks/bench_render.py``.
 """
 
 from __future__ import annotations
@@ -18,43 +19,23 @@ from pathlib import Path
 import numpy as np
 import trimesh
 from numpy.typing import ArrayLike
-from scipy.spatial.transform import Rotation
+
+from hiscene_sim.rotations import matrices_to_quaternions, normalize_quaternions, quaternions_to_matrices
 
 from ._ply import read_ply_vertices, write_ply_vertices
 from .surface import sample_surface
 
 __all__ = [
     "SH_C0",
-    "GaussianRenderer",
     "Gaussians",
     "gaussians_from_mesh",
-    "gsplat_available",
+    "is_3dgs_ply",
     "load_3dgs_ply",
-    "quaternions_to_matrices",
-    "render_gaussian_views",
-    "render_gaussians",
-    "render_gaussians_gsplat",
     "save_3dgs_ply",
 ]
 
 #: Zeroth-order real spherical-harmonics constant: ``color = 0.5 + SH_C0 * f_dc``.
 SH_C0 = 0.28209479177387814
-
-
-def quaternions_to_matrices(q: ArrayLike) -> np.ndarray:
-    """(N, 4) wxyz quaternions (any norm; zero -> identity) -> (N, 3, 3) rotation matrices."""
-    q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
-    n = np.linalg.norm(q, axis=1, keepdims=True)
-    q = np.where(n > 1e-12, q / np.where(n > 0, n, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
-    w, x, y, z = q.T
-    return np.stack(
-        [
-            1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-        ],
-        axis=1,
-    ).reshape(-1, 3, 3)
 
 
 @dataclass(eq=False)
@@ -85,10 +66,7 @@ class Gaussians:
         self.means = np.ascontiguousarray(self.means, dtype=np.float32).reshape(-1, 3)
         n = len(self.means)
         self.scales = np.ascontiguousarray(self.scales, dtype=np.float32).reshape(n, 3)
-        q = np.asarray(self.rotations, dtype=np.float64).reshape(n, 4)
-        qn = np.linalg.norm(q, axis=1, keepdims=True)
-        q = np.where(qn > 1e-12, q / np.where(qn > 0, qn, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
-        self.rotations = q.astype(np.float32)
+        self.rotations = normalize_quaternions(np.asarray(self.rotations).reshape(n, 4)).astype(np.float32)
         self.opacities = np.ascontiguousarray(self.opacities, dtype=np.float32).reshape(n)
         self.colors = np.ascontiguousarray(self.colors, dtype=np.float32).reshape(n, 3)
         if self.sh_rest is not None:
@@ -238,18 +216,7 @@ def gaussians_from_mesh(
     t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
     t2 = np.cross(nrm, t1)
     frames = np.stack([t1, t2, nrm], axis=2)  # columns: local x, y, z (normal)
-    quats = Rotation.from_matrix(frames).as_quat(scalar_first=True)
+    quats = matrices_to_quaternions(frames, positive_w=False)
     sigma = scale_factor * math.sqrt(s.area / n)
     scales = np.tile(np.array([sigma, sigma, max(sigma * thickness, 1e-9)]), (n, 1))
     return Gaussians(s.points, scales, quats, np.full(n, opacity), s.colors)
-
-
-# ------------------------------------------------------------------ rendering
-# The renderers live in .splat (which needs Gaussians from here): re-exported at the bottom.
-from .splat import (
-    GaussianRenderer,
-    gsplat_available,
-    render_gaussian_views,
-    render_gaussians,
-    render_gaussians_gsplat,
-)

@@ -6,7 +6,7 @@ One ray per pixel centre; the first hit gives the face id, the depth, the baryce
 Nothing is anti-aliased: each pixel belongs to exactly one face, which is what per-face labelling
 of 2D segmentations needs.
 
-Timing: ``python -m hiscene_sim.render.bench``.
+Timing: ``python benchmarks/bench_render.py``.
 """
 
 from __future__ import annotations

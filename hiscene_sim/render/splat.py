@@ -31,6 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 
+from hiscene_sim.rotations import quaternions_to_matrices
+
 from .cameras import Camera
 from .result import RenderResult
 
@@ -77,8 +79,6 @@ class _Prepared:
 
     @classmethod
     def of(cls, g: Gaussians) -> _Prepared:
-        from .gaussians import quaternions_to_matrices
-
         rg = quaternions_to_matrices(g.rotations)
         rs = rg * g.scales.astype(np.float64)[:, None, :]
         normals = rg[np.arange(len(g)), :, np.argmin(g.scales, axis=1)]

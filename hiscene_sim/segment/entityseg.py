@@ -17,7 +17,7 @@ import numpy as np
 
 from hiscene_sim.backends import BackendError
 from hiscene_sim.render.result import RenderResult
-from hiscene_sim.segment import SEGMENTERS
+from hiscene_sim.segment.base import SEGMENTERS
 
 
 @dataclass

@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from hiscene_sim.render.result import RenderResult
-from hiscene_sim.segment import SEGMENTERS
+from hiscene_sim.segment.base import SEGMENTERS
 
 
 def view_points(view: RenderResult) -> tuple[np.ndarray, np.ndarray]:

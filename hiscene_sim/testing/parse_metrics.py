@@ -1,4 +1,4 @@
-"""Scoring a parse of a fused scene (:mod:`hiscene_sim.fused`) against its ground truth.
+"""Scoring a parse of a fused scene (:mod:`hiscene_sim.testing.fused_scenes`) against its ground truth.
 
 Everything is measured on the fused surface itself, area-weighted: a ground-truth object is
 the set of fused faces whose ``face_object`` is that object, a predicted object the set of
@@ -31,7 +31,7 @@ import numpy as np
 import trimesh
 from scipy.optimize import linear_sum_assignment
 
-from hiscene_sim.fused import FusedScene, SurfaceIndex
+from hiscene_sim.testing.fused_scenes import FusedScene, SurfaceIndex
 
 BACKGROUND = -1
 

@@ -5,14 +5,15 @@ ONE welded surface: the union of everything is voxelised, one marching-cubes sur
 extracted, and appearance is baked into vertex colours, so a mug standing on a table is
 welded to the table. This module builds such scenes from pybullet_data meshes and keeps the
 ground truth: the source object nearest to every fused vertex (``vertex_object``) and the
-majority of each face's vertices (``face_object``). :mod:`hiscene_sim.parse_metrics` scores
-a parse of the fused surface against it.
+majority of each face's vertices (``face_object``). :mod:`hiscene_sim.testing.parse_metrics`
+scores a parse of the fused surface against it.
 
 Pipeline (:func:`fuse_meshes`): every source object is solidified on its own, the way
-``exporters.watertight.voxel_remesh`` does (dense seeded surface samples -> voxels ->
-morphological closing and hole filling, so open meshes still give a solid), all on one
-shared grid; the union is blurred slightly (joins voxels touching only along an edge) and
-ONE marching-cubes surface is extracted, welded, Taubin-smoothed and simplified with
+``exporters.watertight.voxel_remesh`` does (:func:`hiscene_sim.voxels.solid_occupancy`: dense
+seeded surface samples -> voxels -> morphological closing and hole filling, so open meshes
+still give a solid), all on one shared grid; the union is blurred slightly (joins voxels
+touching only along an edge) and ONE marching-cubes surface is extracted
+(:func:`hiscene_sim.voxels.occupancy_surface`), welded, Taubin-smoothed and simplified with
 manifold3d (which keeps it a closed 2-manifold; flat floor/table areas collapse to few
 triangles, curved objects keep roughly voxel-sized ones). Then every fused vertex gets the
 nearest source object and that object's colour at the nearest source surface point.
@@ -38,9 +39,8 @@ import numpy as np
 import trimesh
 from scipy.spatial import ConvexHull, cKDTree
 
-from hiscene_sim.demo import placement
-from hiscene_sim.pybullet_assets import asset_mesh
-from hiscene_sim.voxels import solid_occupancy
+from hiscene_sim.pybullet_assets import asset_mesh, placement
+from hiscene_sim.voxels import occupancy_surface, solid_occupancy
 
 DEFAULT_VOXEL = 0.005  # metres: a 3 cm lego brick is ~6 voxels across
 FLOOR_SIZE = 2.0  # metres, square
@@ -281,9 +281,6 @@ def fuse_meshes(
     voxels (0 keeps the raw marching-cubes surface); ``close_voxels`` is the per-object
     morphological closing that seals small holes in open meshes.
     """
-    from scipy import ndimage
-    from skimage import measure
-
     from exporters.watertight import is_closed_volume, weld
 
     objects = list(objects)
@@ -306,14 +303,8 @@ def fuse_meshes(
             raise RuntimeError("object voxels outside the scene grid")  # cannot happen: the grid has a border
         sl = tuple(slice(a, b) for a, b in zip(corner, end))
         occupancy[sl] |= block
-    # a slight blur joins voxels that touch only along an edge or corner, where marching
-    # cubes on the raw binary grid makes non-manifold edges (as in voxel_remesh)
-    field_ = ndimage.gaussian_filter(occupancy.astype(np.float32), sigma=0.6)
+    fused = weld(occupancy_surface(occupancy, pitch, origin))  # as in voxel_remesh
     del occupancy
-    verts, faces, _, _ = measure.marching_cubes(field_, 0.35)
-    del field_
-    verts = (verts + 0.5) * pitch + origin
-    fused = weld(trimesh.Trimesh(verts, faces, process=False))
     if not is_closed_volume(fused):
         raise RuntimeError(f"{name or 'scene'}: marching cubes did not give a closed surface")
     if smooth_iterations > 0:

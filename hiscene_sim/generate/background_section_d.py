@@ -3,8 +3,8 @@
 
 Integration: the generated background (metres, +Z up, from the image-to-3D adapter) is
 scaled uniformly so its footprint fits the parsed background's footprint, centred on it, and
-lowered so its floor (the area-weighted median height of its upward faces in its lowest
-fifth) sits on the parsed floor's top. It is added as a static background object labelled
+lowered so its floor sits on the parsed floor's top (both heights by
+``hiscene_sim.floor.floor_height``). It is added as a static background object labelled
 ``background``; the flat parsed floor stays the physical support under the objects, so a
 generated floor that is not perfectly flat cannot tip them.
 """
@@ -18,7 +18,8 @@ import numpy as np
 import trimesh
 
 from hiscene_sim.atomic import atomic_write_bytes
-from hiscene_sim.scene import Pose, Provenance, SceneObject, load_scene, save_scene
+from hiscene_sim.floor import floor_height
+from hiscene_sim.scene import Pose, Provenance, SceneObject, save_scene
 
 BACKGROUND_ID = "background_generated"
 
@@ -31,19 +32,6 @@ def background_prompt(prompt: str) -> str:
     if re.match(r"^a background of\b", text, flags=re.IGNORECASE):
         return text[0].upper() + text[1:]
     return f"A background of {text}"
-
-
-def floor_height(mesh: trimesh.Trimesh) -> float:
-    """Height of a mesh's floor: area-weighted median z of its upward faces in its lowest
-    fifth (its bottom if it has none)."""
-    lo, hi = mesh.bounds
-    z = mesh.triangles_center[:, 2]
-    low_up = (mesh.face_normals[:, 2] > 0.9) & (z <= lo[2] + 0.2 * (hi[2] - lo[2]))
-    if not low_up.any():
-        return float(lo[2])
-    order = np.argsort(z[low_up])
-    cumulative = np.cumsum(mesh.area_faces[low_up][order])
-    return float(z[low_up][order][np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def fit_background(generated: trimesh.Trimesh, footprint_lo: np.ndarray, footprint_hi: np.ndarray, floor_z: float) -> np.ndarray:
@@ -61,13 +49,14 @@ def fit_background(generated: trimesh.Trimesh, footprint_lo: np.ndarray, footpri
     return m
 
 
-def add_generated_background(scene_dir: Path, generated: trimesh.Trimesh, prompt: str) -> str:
-    """Add (or replace) the generated background object of the scene dir; returns a
-    description of where it went."""
+def add_generated_background(in_dir: Path, out_dir: Path, generated: trimesh.Trimesh, prompt: str) -> str:
+    """The scene dir ``in_dir`` copied forward to ``out_dir`` with the generated background
+    object added (or replaced); returns a description of where it went."""
     from exporters.mesh_io import load_mesh
+    from hiscene_sim.scene_copy import copy_scene_dir
 
-    scene_dir = Path(scene_dir)
-    scene = load_scene(scene_dir)
+    scene_dir = Path(out_dir)
+    scene = copy_scene_dir(in_dir, scene_dir)
     kept = [o for o in scene.background if o.id != BACKGROUND_ID]
     if not kept:
         raise ValueError(f"{scene_dir}: no parsed background to fit the generated one to")
@@ -75,7 +64,7 @@ def add_generated_background(scene_dir: Path, generated: trimesh.Trimesh, prompt
     lo = np.min([m.bounds[0] for m in meshes], axis=0)
     hi = np.max([m.bounds[1] for m in meshes], axis=0)
     floors = [m for o, m in zip(kept, meshes) if o.label == "floor"]
-    floor_z = max(float(m.bounds[1][2]) for m in floors) if floors else float(lo[2])
+    floor_z = max(floor_height(m) for m in floors) if floors else float(lo[2])
     placement = fit_background(generated, lo, hi, floor_z)
     local = generated.copy()
     local.apply_transform(placement)

@@ -1,8 +1,13 @@
-"""View selection of paper A.3: 16 views in 4 regions of 4; per region, views are tried in a
+"""The occlusion ratio of paper Eq. 5 and the view selection of A.3.
+
+Eq. 5 (:func:`occlusion_ratio`): rho = A_other / (A_other + A_target), from a view's exact masks
+(:mod:`hiscene_sim.occlusion.views`).
+
+A.3 (:func:`select_views`): 16 views in 4 regions of 4; per region, views are tried in a
 seeded random order; a view the judge finds unoccluded is taken as it is; an occluded view is
 taken (and sent to amodal completion) when its occlusion ratio rho (Eq. 5) is below tau,
 otherwise discarded and the next view of the region is tried; a region where every view fails
-contributes nothing and the others go on.
+contributes nothing and the others go on. :class:`GeometricJudge` is the default judge.
 """
 
 from __future__ import annotations
@@ -12,9 +17,26 @@ from dataclasses import dataclass
 import numpy as np
 
 from hiscene_sim.occlusion.verdict import Occlusion, OcclusionJudge, OcclusionVerdict
-from hiscene_sim.occlusion.views import ObjectView, occlusion_ratio
+from hiscene_sim.occlusion.views import ObjectView
 
 
+# ------------------------------------------------------------------------------ Eq. 5
+def occlusion_ratio(visible_mask: np.ndarray, occluder_mask: np.ndarray) -> float:
+    """Eq. 5: rho = A_other / (A_other + A_target), areas in pixels.
+
+    A_target is the target's visible area; A_other the area of other objects inside the
+    target's whole (amodal) silhouette, i.e. the part of it they hide. (Other objects that
+    are merely in the picture beside the target do not occlude it and are not counted.) A box
+    half hidden behind another gives 0.5; an unoccluded view 0; a fully hidden one 1.
+    """
+    other = int(np.count_nonzero(occluder_mask))
+    target = int(np.count_nonzero(visible_mask))
+    if other + target == 0:
+        return 1.0  # the target is not in the picture at all: as bad as fully hidden
+    return other / (other + target)
+
+
+# ------------------------------------------------------------------------------ A.3
 @dataclass(frozen=True)
 class SelectionConfig:
     tau: float = 0.4  # A.3: views with rho < tau go to completion, others are discarded

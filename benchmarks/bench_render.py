@@ -1,4 +1,4 @@
-"""Timings of the renderers on this machine: ``python -m hiscene_sim.render.bench [--views 40]``.
+"""Timings of the renderers on this machine: ``python benchmarks/bench_render.py [--views 40]``.
 
 Mesh: a ~200k-face sphere with vertex colours, the 40 A.1 viewpoints at 256x256 (Embree).
 Gaussians: 200k discs sampled from a sphere, one 256x256 view, then all views.
@@ -12,9 +12,7 @@ import time
 import numpy as np
 import trimesh
 
-from .cameras import viewpoints
-from .gaussians import GaussianRenderer, gaussians_from_mesh
-from .mesh import MeshRenderer
+from hiscene_sim.render import GaussianRenderer, MeshRenderer, gaussians_from_mesh, viewpoints
 
 
 def bench_mesh(n_faces: int = 200_000, size: int = 256, n_views: int = 40) -> float:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
-from scipy.spatial.transform import Rotation
 
 from hiscene_sim.atomic import atomic_write_bytes
 from hiscene_sim.pybullet_assets import asset_mesh
+from hiscene_sim.rotations import rpy_to_matrix, rpy_to_quaternion
 from hiscene_sim.scene import Pose, Provenance, Scene, SceneObject, save_scene
 
 FLOOR_ID = "floor"
@@ -45,13 +45,7 @@ class Placement:
 
 
 def _linear(rpy_deg, scale) -> np.ndarray:
-    return Rotation.from_euler("xyz", rpy_deg, degrees=True).as_matrix() @ np.diag(scale)
-
-
-def _quat_wxyz(rpy_deg) -> tuple[float, float, float, float]:
-    x, y, z, w = Rotation.from_euler("xyz", rpy_deg, degrees=True).as_quat()
-    q = (float(w), float(x), float(y), float(z))
-    return tuple(-v for v in q) if q[0] < 0 else q
+    return rpy_to_matrix(rpy_deg, degrees=True) @ np.diag(scale)
 
 
 def build_scene(scene_dir: str | Path, placements: list[Placement], floor_size: float = 2.0, name: str = "synthetic") -> Scene:
@@ -69,7 +63,7 @@ def build_scene(scene_dir: str | Path, placements: list[Placement], floor_size: 
             written[asset] = rel
         return written[asset]
 
-    prov = Provenance("synthetic", "physics.synthetic", {"floor_size": floor_size})
+    prov = Provenance("synthetic", "hiscene_sim.testing.physics_scenes", {"floor_size": floor_size})
     floor_mesh = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
     floor_mesh.visual = trimesh.visual.ColorVisuals(floor_mesh, vertex_colors=np.tile(FLOOR_RGBA, (len(floor_mesh.vertices), 1)))
     atomic_write_bytes(scene_dir / "meshes" / "floor.glb", trimesh.Scene(floor_mesh).export(file_type="glb"))
@@ -91,7 +85,7 @@ def build_scene(scene_dir: str | Path, placements: list[Placement], floor_size: 
         else:
             z = float(pl.z)
         tops[pl.id] = z + float(world[:, 2].max())
-        pose = Pose((float(pl.xy[0]), float(pl.xy[1]), z), _quat_wxyz(pl.rpy_deg), scale)
+        pose = Pose((float(pl.xy[0]), float(pl.xy[1]), z), rpy_to_quaternion(pl.rpy_deg, degrees=True), scale)
         objects.append(SceneObject(pl.id, pl.label or pl.asset, mesh_file(pl.asset), pose, provenance=prov))
     scene = Scene(objects=objects, background=[floor], provenance=[prov], name=name)
     save_scene(scene, scene_dir)

@@ -1,4 +1,4 @@
-"""What each generation stage did, so a re-run resumes where it stopped.
+"""What each pipeline stage did, so a re-run resumes where it stopped.
 
 ``DIR/pipeline.json`` holds one record per finished stage: its key (a hash of its inputs'
 keys and its parameters), the backend, parameters, outputs (paths relative to DIR) and

@@ -1,0 +1,98 @@
+"""Command-line options shared by the commands that run the same stages (``parse``,
+``generate``, ``demo``, ``batch``, ``export``): each stage's options are defined once here and
+turned into that stage's config once here, so every command passes them the same way."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+EXPORT_BACKENDS = (
+    "backends (CPU, no weights): watertight = trimesh weld -> pymeshfix -> voxel remesh (scipy, "
+    "scikit-image, manifold3d); collision = CoACD; mass = trimesh volume integrals x density table"
+)
+PARSE_BACKENDS = (
+    "backends (CPU, no weights): render = Embree ray casting (A.1 viewpoints); 2D segmentation = geometric "
+    "(depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); clustering = "
+    "prototype + rest-on rule"
+)
+
+
+def _density(text: str) -> tuple[str, float]:
+    label, sep, value = text.rpartition("=")
+    try:
+        if not sep or not label:
+            raise ValueError
+        density = float(value)
+        if density <= 0:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LABEL=KG_PER_M3 with a positive number, got {text!r}") from None
+    return label, density
+
+
+# ------------------------------------------------------------------------------ parse
+def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -> None:
+    g = p.add_argument_group(group) if group else p
+    g.add_argument("--views", choices=("open", "corner"), default="open", help="parse: A.1 viewpoint set (default open)")
+    g.add_argument("--resolution", type=int, default=512, help="parse: render size in pixels (default 512)")
+    g.add_argument("--segmenter", default="geometric", help="parse: 2D segmentation backend: geometric (default) or entityseg")
+    g.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
+    g.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")
+
+
+def parse_config_from_args(args: argparse.Namespace, seed: int | None = None):
+    """The ParseConfig of ``add_parse_options``; ``seed`` seeds lifting and clustering."""
+    from hiscene_sim.parse import ParseConfig
+
+    options = {}
+    if args.segmenter == "entityseg":
+        options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
+    config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter, segmenter_options=options)
+    if seed is not None:
+        config = dataclasses.replace(config, lift=dataclasses.replace(config.lift, seed=seed),
+                                     cluster=dataclasses.replace(config.cluster, seed=seed))
+    return config
+
+
+# ------------------------------------------------------------------------------ export
+def add_export_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    """``seed=False`` for commands whose ``--seed`` is their own (``generate``): CoACD keeps its default seed."""
+    from exporters.config import ALL_FORMATS, CollisionConfig
+
+    d = CollisionConfig()
+    g = p.add_argument_group("export", EXPORT_BACKENDS)
+    g.add_argument("--formats", default=",".join(ALL_FORMATS), help=f"comma list of {', '.join(ALL_FORMATS)} (default: all)")
+    g.add_argument("--threshold", type=float, default=d.threshold, help=f"CoACD concavity threshold (default {d.threshold})")
+    g.add_argument("--max-hulls", type=int, default=d.max_convex_hull, help=f"CoACD max convex hulls per object, -1 = no limit (default {d.max_convex_hull})")
+    g.add_argument("--decimate-faces", type=int, default=d.decimate_faces, help=f"simplify to this many faces before CoACD, 0 = off (default {d.decimate_faces})")
+    g.add_argument("--coacd-defaults", action="store_true", help="use CoACD's own default parameters (slow) instead of ours")
+    if seed:
+        g.add_argument("--seed", type=int, default=d.seed, help="CoACD random seed (default 0)")
+    g.add_argument("--density", type=_density, action="append", default=[], metavar="LABEL=KG_PER_M3", help="override the density table for a label (repeatable)")
+    g.add_argument("--default-density", type=float, default=None, help="density for labels not in the table")
+    g.add_argument("--friction", type=float, default=None, help="dynamic friction (static = friction / 0.75)")
+    g.add_argument("--workers", type=int, default=0, help="processes for per-object work (default: all cores)")
+    g.add_argument("--cache-dir", type=Path, default=None, help="collision cache (default $HISCENE_CACHE_DIR or ~/.cache/hiscene-sim)")
+
+
+def export_config_from_args(args: argparse.Namespace, seed: int | None = None):
+    """The ExportConfig of ``add_export_options``; ``seed``: CoACD's seed when the command has no ``--seed`` of its own."""
+    from exporters.config import CollisionConfig, ExportConfig
+
+    collision = CollisionConfig.coacd_defaults() if args.coacd_defaults else CollisionConfig()
+    if not args.coacd_defaults:
+        collision = dataclasses.replace(
+            collision, threshold=args.threshold, max_convex_hull=args.max_hulls, decimate_faces=args.decimate_faces
+        )
+    coacd_seed = getattr(args, "seed", None) if seed is None else seed
+    collision = dataclasses.replace(collision, seed=collision.seed if coacd_seed is None else coacd_seed)
+    formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
+    kwargs = {}
+    if args.friction is not None:
+        kwargs = {"dynamic_friction": args.friction, "static_friction": args.friction / 0.75}
+    return ExportConfig(
+        formats=formats, collision=collision, densities=dict(args.density), default_density=args.default_density,
+        workers=args.workers, cache_dir=args.cache_dir, **kwargs,
+    )
