@@ -244,7 +244,7 @@ class _Run:
                 self.ledger.record(StageRecord(name, key, backend, parameters, rel_outputs, round(seconds, 3),
                                                notes=[summary] if summary else []))
             self.echo(f"  {name:10s} {backend}: {summary} ({seconds:.1f} s)")
-            log.info("stage %s (%s): %s in %.1f s", name, backend, summary, seconds)
+            log.debug("stage %s (%s): %s in %.1f s", name, backend, summary, seconds)  # echo has said it
             self.result.stages.append(StageOutcome(name, backend, False, seconds, summary))
         self.upstream = key
 
