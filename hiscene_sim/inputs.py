@@ -59,19 +59,6 @@ class SceneInput:
     nodes: trimesh.Scene | None = None
     scene: Scene | None = None
 
-    @property
-    def to_parse(self) -> bool:
-        return self.kind in (InputKind.FUSED_MESH, InputKind.GAUSSIANS)
-
-    def describe(self) -> str:
-        if self.kind is InputKind.FUSED_MESH:
-            return f"{self.path} (fused mesh, {len(self.mesh.faces)} faces)"
-        if self.kind is InputKind.GAUSSIANS:
-            return f"{self.path} ({len(self.gaussians)} Gaussians)"
-        if self.kind is InputKind.MULTI_NODE:
-            return f"{self.path} ({len(mesh_nodes(self.nodes))} mesh nodes)"
-        return f"{self.path} (scene dir, {len(self.scene.all_objects())} objects)"
-
 
 def mesh_nodes(loaded: trimesh.Scene) -> list[str]:
     """The nodes of a scene graph that carry a triangle mesh with faces."""

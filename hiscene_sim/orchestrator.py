@@ -30,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class PipelineRequest:
     prompt: str | None = None  # image: text-to-image from this prompt
     image: Path | None = None  # image: a given image
     scene_file: Path | None = None  # scene3d: a given fused scene file
-    source: SceneInput | None = None  # import / parse read it; a scene dir starts the pipeline at export
+    source: SceneInput | None = None  # import / parse read it (with scene_file: that file, as read); a scene dir starts at export
     force: bool = False  # forget the ledger
     progress: bool = True  # progress bars over objects (off in batch workers)
 
@@ -195,13 +195,14 @@ class _Bars:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
 
-    def over(self, description: str, total: int | None):
+    def over(self, description: str, total: Callable[[], int | None]):
+        """``total`` is asked only when bars are on (counting objects reads the scene)."""
         if not self.enabled:
             return nullcontext(), None
         from rich.progress import Progress
 
         bar = Progress(transient=True)
-        task = bar.add_task(description, total=total)
+        task = bar.add_task(description, total=total())
         return bar, lambda done, *_: bar.update(task, completed=done)
 
 
@@ -316,11 +317,14 @@ def run_pipeline(
         current = out
     if "parse" in wanted:
         out = work / "parsed"
-        parse_from = scene_file if scene_file is not None else request.source
+        parse_from = request.source if scene_file is None else scene_file
+        if scene_file is not None and request.scene_file and request.source is not None:
+            # the given scene, already read by the front door, is parsed as read (as the copy scene3d made)
+            parse_from = replace(request.source, path=scene_file)
         digest = {"input": file_digest(request.source.path)} if scene_file is None else {}
 
         def do_parse() -> str:
-            lifting, tick = bars.over("parse: lifting 2D masks to 3D", options.parse.lift.iterations)
+            lifting, tick = bars.over("parse: lifting 2D masks to 3D", lambda: options.parse.lift.iterations)
             with lifting:
                 return run.timed("parse", call, stages.parse_input, parse_from, out, options.parse,
                                  (lambda i, n, loss: tick(i)) if tick else None).summary
@@ -330,7 +334,7 @@ def run_pipeline(
         src, out = current, work / "completed"
 
         def do_complete() -> str:
-            bar, tick = bars.over("complete: views + occlusion + completion", _n_objects(src))
+            bar, tick = bars.over("complete: views + occlusion + completion", lambda: _n_objects(src))
             with bar:
                 return run.timed("complete", call, stages.complete, src, out, options.complete, tick).summary
         run.step("complete", {"seed": seed, "judge": options.complete.judge, "config": _jsonable(options.complete)},
@@ -340,7 +344,7 @@ def run_pipeline(
         src, out = current, work / "regenerated"
 
         def do_regenerate() -> str:
-            bar, tick = bars.over(f"regenerate ({options.regeneration})", _n_objects(src))
+            bar, tick = bars.over(f"regenerate ({options.regeneration})", lambda: _n_objects(src))
             with bar:
                 return run.timed("regenerate", call, stages.regenerate, src, out, options.regeneration, shared, tick).summary
         run.step("regenerate", {"seed": seed}, [out / "scene.json"], do_regenerate)
@@ -357,7 +361,7 @@ def run_pipeline(
         src, export_dir = current, work / "export"
 
         def do_export() -> str:
-            bar, tick = bars.over("export: watertight + CoACD + mass", _n_objects(src, everything=True))
+            bar, tick = bars.over("export: watertight + CoACD + mass", lambda: _n_objects(src, everything=True))
             with bar:
                 return run.timed("export", call, stages.export, src, export_dir, options.export, tick).summary
         export_params = {k: v for k, v in asdict(options.export).items() if k not in ("workers", "cache_dir")}

@@ -7,8 +7,9 @@ Wiring (in ``hiscene_sim.cli.build_parser``)::
 
 ``cmd_validate`` returns 0 when the scene passes and 1 when it fails validation, so a data
 generation job can gate on the exit status; errors (no export, unreadable files) raise
-SceneError / ValueError, which ``main`` turns into exit status 2. The demo calls
-``demo_validation`` at its end.
+SceneError / ValueError, which ``main`` turns into exit status 2. ``demo_validation``
+settles + validates an export in place and prints one verdict line (the demo itself now
+validates through the orchestrator's settle and validate stages).
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 import zlib
 from dataclasses import asdict, replace
@@ -38,7 +37,7 @@ from hiscene_sim.batch.jobs import BatchConfig, VariantConfig
 from hiscene_sim.batch.ray_calls import map_stage
 from hiscene_sim.batch.records import RECORD_FORMAT, RENDER, error_text, relocate_paths, validation_metrics
 from hiscene_sim.batch.scene_pipeline import scene_pipeline
-from hiscene_sim.scene import Pose, Provenance, Scene, SceneObject, load_scene, quaternion_from_rotation, save_scene
+from hiscene_sim.scene import Pose, Provenance, Scene, SceneObject, load_scene, quaternion_from_rotation
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +94,6 @@ def jitter_scene(scene: Scene, scene_dir: Path, config: VariantConfig, rng: np.r
     return replace(scene, objects=objects), draws
 
 
-def _copy_files(src: Path, dst: Path, scene: Scene) -> None:
-    for obj in scene.all_objects():
-        for rel in (obj.mesh, obj.extra.get("gaussians")):
-            if isinstance(rel, str):
-                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src / rel, dst / rel)
-
-
 def _reasons(report) -> list[str]:
     reasons = list(report.failures)
     if report.settle is not None:
@@ -130,6 +121,8 @@ def make_variant(base_scene_dir: str, variants_root: str, base_name: str, index:
 def _make_variant_draw(base_scene_dir: str, variants_root: str, base_name: str, index: int, config: BatchConfig,
                        input_label: str, attempt: int) -> dict:
     from hiscene_sim.inputs import read_scene_input
+    from hiscene_sim.scene_copy import copy_scene_dir
+    from hiscene_sim.stages import PIPELINE_EXTRAS
 
     base, root = Path(base_scene_dir), Path(variants_root)
     vc = config.variants
@@ -148,8 +141,7 @@ def _make_variant_draw(base_scene_dir: str, variants_root: str, base_name: str, 
         final = (root / vname).resolve()
         with atomic_directory(final) as tmp:
             jittered_dir = tmp / "work" / "jittered"
-            _copy_files(base, jittered_dir, jittered)
-            save_scene(jittered, jittered_dir)
+            copy_scene_dir(base, jittered_dir, exclude=PIPELINE_EXTRAS, scene=jittered)
             result = scene_pipeline(read_scene_input(jittered_dir), tmp, config, ("export", "validate"))
             seconds.update(result.seconds)
             report = result.report

@@ -99,7 +99,7 @@ def generate_scene(request: GenerateRequest, config: GenerateConfig | None = Non
     if request.from_scene:  # the front door: a missing or unreadable scene fails here, before any work
         from hiscene_sim.inputs import read_scene_input
 
-        read_scene_input(request.from_scene, "parse")
+        pipeline_request.source = read_scene_input(request.from_scene, "parse")
     echo(f"hiscene generate into {out} (seed {config.seed}); backends: " + ", ".join(f"{k} = {v}" for k, v in backends.items()))
     return run_pipeline(pipeline_request, opts, echo=echo, models=models, backends=backends)
 
