@@ -13,9 +13,11 @@ EXPORT_BACKENDS = (
     "scikit-image, manifold3d); collision = CoACD; mass = trimesh volume integrals x density table"
 )
 PARSE_BACKENDS = (
-    "backends (CPU, no weights): render = Embree ray casting (A.1 viewpoints); 2D segmentation = geometric "
-    "(depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); clustering = "
-    "prototype + rest-on rule"
+    "backends (CPU, no weights): background = floor and wall planes found on the primitives first; render = "
+    "Embree ray casting (A.1 viewpoints: corner views when walls are found, else 360 deg); 2D segmentation = "
+    "geometric (depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); "
+    "objects = prototype clustering + the rest-on rule + plausibility (loose, flat and too-small clusters merged "
+    "or sent to the background; nothing under the minimum volume written)"
 )
 
 
@@ -35,8 +37,10 @@ def _density(text: str) -> tuple[str, float]:
 # ------------------------------------------------------------------------------ parse
 def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -> None:
     g = p.add_argument_group(group) if group else p
-    g.add_argument("--views", choices=("open", "corner"), default="open", help="parse: A.1 viewpoint set (default open)")
-    g.add_argument("--resolution", type=int, default=512, help="parse: render size in pixels (default 512)")
+    g.add_argument("--views", choices=("auto", "open", "corner"), default="auto",
+                   help="parse: A.1 viewpoint set: corner (a) or 360 deg (b); auto (default): corner when walls are found")
+    g.add_argument("--resolution", type=int, default=0,
+                   help="parse: render size in pixels (default 0: about one pixel per surface sample, 512-1024)")
     g.add_argument("--segmenter", default="geometric", help="parse: 2D segmentation backend: geometric (default) or entityseg")
     g.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
     g.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")

@@ -24,6 +24,8 @@ import trimesh
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
 from hiscene_sim.lifting_eq3_4 import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
+from hiscene_sim.object_grouping import GroupingConfig, group_objects
+from hiscene_sim.parse_background import FLOOR, WALL, Background, SceneScale, detect_background
 from hiscene_sim.render.cameras import Camera, viewpoints
 from hiscene_sim.render.result import RenderResult
 from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
@@ -33,18 +35,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ParseConfig:
-    views: str = "open"  # A.1: "corner" (azimuths [-5, 95]) or "open" (azimuths over [0, 360))
+    # A.1: "corner" (type (a): azimuths over 100 deg facing the room's corner), "open" (type (b):
+    # azimuths over [0, 360)), or "auto": corner when walls are found, else open
+    views: str = "auto"
     n_azimuth: int = 8
     n_elevation: int = 5
-    resolution: int = 512
+    resolution: int = 0  # render size; 0: pixels_per_sample per surface sample, within [min_resolution, max_resolution]
+    pixels_per_sample: float = 1.5
+    min_resolution: int = 512
+    max_resolution: int = 1024
     segmenter: str = "geometric"
     segmenter_options: dict = field(default_factory=dict)
     lift: LiftConfig = field(default_factory=LiftConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
     merge_similarity: float = 0.8  # adjacent clusters whose mean features are this similar merge
-    support_tolerance: float = 0.015  # m: a contact this close to a part's lowest point is it resting there
     knn: int = 8  # neighbours per Gaussian for clustering
-    floor_min_span: float = 0.6  # a floor covers at least this share of the scene's x and y extent
+    floor_min_span: float = 0.6  # a floor's up-facing primitives span this share of the scene's x and y extent
+    wall_min_span: float = 0.85  # a wall spans this share of the scene along it
+    min_volume_samples: float = 3.0  # no object's hull under (this many surface samples)^3 is written
 
 
 @dataclass
@@ -55,15 +64,35 @@ class ParsedScene:
     seconds: dict[str, float]
     lift_seconds_per_iteration: float
     background_kinds: dict[int, str] = field(default_factory=dict)  # background id -> "floor" / "wall"
+    dropped: list[str] = field(default_factory=list)  # clusters that were not plausible objects, and why
+    min_volume: float = 0.0  # m^3: no object whose hull is smaller is written
 
     def foreground(self) -> list[int]:
         return [k for k in np.unique(self.labels).tolist() if k not in self.background]
 
 
-def scene_cameras(bounds: np.ndarray, config: ParseConfig) -> list[Camera]:
+def render_resolution(scale: SceneScale, config: ParseConfig) -> int:
+    """Pixels across a view: the views cover the scene's bounding sphere, so one pixel per
+    surface sample is its diameter over the spacing (a chair leg of a room stays a few pixels
+    wide)."""
+    if config.resolution:
+        return config.resolution
+    return int(np.clip(round(config.pixels_per_sample * scale.diagonal / scale.spacing), config.min_resolution, config.max_resolution))
+
+
+def scene_cameras(bounds: np.ndarray, config: ParseConfig, scale: SceneScale | None = None,
+                  background: Background | None = None) -> list[Camera]:
+    """The A.1 viewpoints: type (a) corner views centred on the direction the walls open
+    towards (``views="corner"``, or ``"auto"`` with walls found), else type (b) 360 deg views."""
+    size = render_resolution(scale, config) if scale is not None else (config.resolution or config.min_resolution)
+    azimuth = background.corner_azimuth() if background is not None else None
+    kind = config.views if config.views != "auto" else ("corner" if azimuth is not None else "open")
+    azimuth_range = None
+    if kind == "corner" and azimuth is not None:
+        azimuth_range = (azimuth - 50.0, azimuth + 50.0)  # the paper's [-5, 95] for walls at -x and -y
     return viewpoints(
-        config.views, n_azimuth=config.n_azimuth, n_elevation=config.n_elevation, bounds=bounds,
-        width=config.resolution, height=config.resolution,
+        kind, n_azimuth=config.n_azimuth, n_elevation=config.n_elevation, bounds=bounds,
+        width=size, height=size, azimuth_range=azimuth_range,
     )
 
 
@@ -85,11 +114,13 @@ def _lift_and_cluster(views, n_primitives, adjacency, areas, config, progress):
 
 
 def merge_similar(labels: np.ndarray, features: np.ndarray, areas: np.ndarray, adjacency: sp.spmatrix, threshold: float) -> np.ndarray:
-    """Merge adjacent clusters whose area-weighted mean features have cosine >= threshold,
-    most similar pair first, until none is left."""
-    labels = labels.copy()
+    """Merge adjacent clusters whose area-weighted mean features have cosine >= threshold.
+    Each round every cluster joins its most similar neighbour above the threshold (all at
+    once, so the rounds do not grow with the number of clusters); means are recomputed
+    between rounds."""
+    labels = relabel_by_area(labels, areas)
     adjacency = sp.coo_matrix(adjacency)
-    while True:
+    for _ in range(100):
         k = int(labels.max()) + 1
         means = np.zeros((k, features.shape[1]))
         np.add.at(means, labels, features * areas[:, None])
@@ -97,13 +128,31 @@ def merge_similar(labels: np.ndarray, features: np.ndarray, areas: np.ndarray, a
         a, b = labels[adjacency.row], labels[adjacency.col]
         pairs = np.unique(np.sort(np.stack([a[a != b], b[a != b]], axis=1), axis=1), axis=0)
         if len(pairs) == 0:
-            return labels
+            break
         sims = np.einsum("ij,ij->i", means[pairs[:, 0]], means[pairs[:, 1]])
-        best = int(np.argmax(sims))
-        if sims[best] < threshold:
-            return relabel_by_area(labels, areas)
-        labels[labels == pairs[best, 1]] = pairs[best, 0]
-        labels = relabel_by_area(labels, areas)
+        keep = sims >= threshold
+        if not keep.any():
+            break
+        src = np.concatenate([pairs[keep, 0], pairs[keep, 1]])
+        dst = np.concatenate([pairs[keep, 1], pairs[keep, 0]])
+        sim = np.concatenate([sims[keep], sims[keep]])
+        order = np.lexsort((-sim, src))
+        src, dst = src[order], dst[order]
+        first = np.ones(len(src), dtype=bool)
+        first[1:] = src[1:] != src[:-1]
+        parent = np.arange(k)
+        # every cluster points at its best partner; pairs pointing at each other keep the
+        # larger (lower id: ids are by area) as the root
+        parent[src[first]] = dst[first]
+        mutual = (parent[parent] == np.arange(k)) & (parent < np.arange(k))
+        parent[parent[mutual]] = parent[mutual]
+        for _ in range(64):
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+        labels = relabel_by_area(parent[labels], areas)
+    return labels
 
 
 @dataclass
@@ -117,6 +166,8 @@ class Primitives:
     zmax: np.ndarray  # (N,) highest point
     pairs: np.ndarray  # (E, 2) neighbouring primitives
     pair_z: np.ndarray  # (E,) height of the contact between each pair
+    pair_xy: np.ndarray  # (E, 2) where the contact is, horizontally
+    spacing: float  # surface sampling length (about the generator's voxel pitch)
 
     def adjacency(self) -> sp.coo_matrix:
         n = len(self.centers)
@@ -125,9 +176,12 @@ class Primitives:
     @staticmethod
     def of_mesh(mesh: trimesh.Trimesh) -> "Primitives":
         z = mesh.triangles[:, :, 2]
+        edge_mid = mesh.vertices[mesh.face_adjacency_edges].mean(axis=1)
+        # a quarter of a marching-cubes surface's edges are shorter than its voxel pitch
+        spacing = float(np.percentile(mesh.edges_unique_length, 25)) if len(mesh.edges_unique) else 1.0
         return Primitives(
             mesh.triangles_center, mesh.face_normals, mesh.area_faces, z.min(axis=1), z.max(axis=1),
-            mesh.face_adjacency, mesh.vertices[mesh.face_adjacency_edges][:, :, 2].mean(axis=1),
+            mesh.face_adjacency, edge_mid[:, 2], edge_mid[:, :2], max(spacing, 1e-9),
         )
 
     @staticmethod
@@ -135,133 +189,93 @@ class Primitives:
         from scipy.spatial import cKDTree
 
         means = np.asarray(gaussians.means, dtype=np.float64)
-        _, nearest = cKDTree(means).query(means, k=k + 1)
-        pairs = np.stack([np.repeat(np.arange(len(means)), k), nearest[:, 1:].ravel()], axis=1)
+        dist, nearest = cKDTree(means).query(means, k=k + 1)
+        # uniform samples of a surface: the median nearest-neighbour distance is ~0.4 sample lengths
+        spacing = max(2.5 * float(np.median(dist[:, 1])), 1e-9)
+        close = (dist[:, 1:] <= 2.0 * spacing).ravel()  # neighbours across a gap are not neighbours
+        pairs = np.stack([np.repeat(np.arange(len(means)), k), nearest[:, 1:].ravel()], axis=1)[close]
         pairs = np.unique(np.sort(pairs, axis=1), axis=0)
         areas = np.pi * np.prod(np.sort(np.asarray(gaussians.scales), axis=1)[:, 1:], axis=1)
         # heights of the centres: a disc's footprint would put a standing object's lowest
         # point below the floor it stands on, hiding the contact at its bottom
         return Primitives(
             means, gaussians.normals(), areas, means[:, 2], means[:, 2],
-            pairs, means[pairs, 2].mean(axis=1),
+            pairs, means[pairs, 2].mean(axis=1), means[pairs, :2].mean(axis=1), spacing,
         )
-
-
-def merge_unless_resting(labels: np.ndarray, prims: Primitives, background: set[int], tolerance: float) -> np.ndarray:
-    """Join adjacent parts unless one rests on the other.
-
-    Separate objects in a fused scene meet where one stands on another: the contact lies at
-    the upper object's lowest point and the upper object rises above it (a mug on a table).
-    Any other contact between two parts (a table leg under its top, a mug's inner and outer
-    wall, a teddy's arm) is within one object, so the parts merge; a flat patch touching the
-    floor joins the floor. Pairs with the largest contact merge first.
-    """
-    labels = labels.copy()
-    while True:
-        a, b = labels[prims.pairs[:, 0]], labels[prims.pairs[:, 1]]
-        cut = a != b
-        pairs, inverse, counts = np.unique(
-            np.sort(np.stack([a[cut], b[cut]], axis=1), axis=1), axis=0, return_inverse=True, return_counts=True
-        )
-        ids = np.unique(labels)
-        zmin = {int(k): float(prims.zmin[labels == k].min()) for k in ids}
-        zmax = {int(k): float(prims.zmax[labels == k].max()) for k in ids}
-        merged = False
-        for p in np.argsort(-counts):
-            pa, pb = (int(v) for v in pairs[p])
-            if pa in background and pb in background:
-                continue
-            if pb in background:  # keep the background's id: a flat patch joins the floor
-                pa, pb = pb, pa
-            z = float(np.median(prims.pair_z[cut][inverse.ravel() == p]))
-            # anything touching the floor at its own bottom stands on it (the floor's top sheet
-            # can reach lower than an object's bottom at the slab's rounded rim)
-            rests = any(
-                z <= zmin[up] + tolerance
-                and (down in background or zmin[up] > zmin[down] + tolerance)
-                and zmax[up] > z + tolerance
-                for up, down in ((pa, pb), (pb, pa))
-                if up not in background
-            )
-            if not rests:
-                labels[labels == pb] = pa
-                merged = True
-                break
-        if not merged:
-            return labels
-
-
-def find_floor(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, areas: np.ndarray, min_span: float) -> set[int]:
-    """Instances that are the floor: mostly horizontal faces (a slab's top and bottom), at the
-    bottom of the scene and spanning ``min_span`` of its x and y extent."""
-    lo, hi = centers.min(axis=0), centers.max(axis=0)
-    extent = np.maximum(hi - lo, 1e-9)
-    floor = set()
-    for k in np.unique(labels):
-        sel = labels == k
-        flat = float(np.sum(areas[sel] * (np.abs(normals[sel, 2]) > 0.9)) / np.sum(areas[sel]))
-        span = (centers[sel].max(axis=0) - centers[sel].min(axis=0)) / extent
-        near_bottom = centers[sel, 2].min() <= lo[2] + 0.05 * extent[2]
-        if flat > 0.6 and span[0] >= min_span and span[1] >= min_span and near_bottom:
-            floor.add(int(k))
-    return floor
-
-
-def find_walls(labels: np.ndarray, centers: np.ndarray, normals: np.ndarray, areas: np.ndarray, min_span: float) -> set[int]:
-    """Instances that are walls: mostly vertical faces, as tall as most of the scene, and each
-    of their planes (x-facing and y-facing faces, so two walls joined at a room's corner count)
-    spanning ``min_span`` of the scene along it, thin across it, at the scene's edge."""
-    lo, hi = centers.min(axis=0), centers.max(axis=0)
-    extent = np.maximum(hi - lo, 1e-9)
-
-    def is_wall_plane(c: np.ndarray, along: int, across: int) -> bool:
-        span = (c.max(axis=0) - c.min(axis=0)) / extent
-        middle = np.median(c[:, across])
-        at_edge = min(middle - lo[across], hi[across] - middle) <= 0.1 * extent[across]
-        thin = (np.percentile(c[:, across], 95) - np.percentile(c[:, across], 5)) <= 0.1 * extent[across]
-        return span[along] >= min_span and span[2] >= 0.6 and thin and at_edge
-
-    walls = set()
-    for k in np.unique(labels):
-        sel = labels == k
-        a, n, c = areas[sel], normals[sel], centers[sel]
-        upright = np.abs(n[:, 2]) < 0.2
-        if float(np.sum(a * upright) / np.sum(a)) < 0.6:
-            continue
-        faces_x = upright & (np.abs(n[:, 0]) >= np.abs(n[:, 1]))  # a plane x = const: it runs along y
-        planes = [(faces_x, 1, 0), (upright & ~faces_x, 0, 1)]
-        big = [(m, along, across) for m, along, across in planes if np.sum(a[m]) >= 0.2 * np.sum(a[upright])]
-        if big and all(is_wall_plane(c[m], along, across) for m, along, across in big):
-            walls.add(int(k))
-    return walls
-
-
-def find_background(labels: np.ndarray, prims: "Primitives", config: ParseConfig) -> dict[int, str]:
-    """Background instances and what they are: ``floor`` or ``wall``."""
-    floor = find_floor(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span)
-    walls = find_walls(labels, prims.centers, prims.normals, prims.areas, config.floor_min_span) - floor
-    return {**{k: "floor" for k in floor}, **{k: "wall" for k in walls}}
 
 
 def face_adjacency_matrix(mesh: trimesh.Trimesh) -> sp.coo_matrix:
     return Primitives.of_mesh(mesh).adjacency()
 
 
-def _parse(views: list[RenderResult], prims: Primitives, config: ParseConfig, seconds: dict, progress) -> ParsedScene:
-    """The part of parsing that is the same for faces and Gaussians."""
+def scene_scale(prims: Primitives) -> SceneScale:
+    return SceneScale(np.minimum(prims.centers.min(axis=0), [np.inf, np.inf, prims.zmin.min()]),
+                      np.maximum(prims.centers.max(axis=0), [-np.inf, -np.inf, prims.zmax.max()]), prims.spacing)
+
+
+def _parse(prims: Primitives, render: Callable, config: ParseConfig, progress) -> ParsedScene:
+    """The part of parsing that is the same for faces and Gaussians: background first
+    (:mod:`hiscene_sim.parse_background`), then the A.1 views it calls for, segmentation,
+    lifting and clustering, then the object rules (:mod:`hiscene_sim.object_grouping`)."""
+    scale = scene_scale(prims)
+    t0 = time.perf_counter()
+    background = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale,
+                                   config.floor_min_span, config.wall_min_span)
+    seconds = {"background": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    views = render(scene_cameras(np.stack([scale.lo, scale.hi]), config, scale, background))
+    seconds["render"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     view_masks = _segment_views(views, config)
     seconds["segment"] = time.perf_counter() - t0
-    labels, lifted, seconds["lift"], seconds["cluster"] = _lift_and_cluster(
+    clusters, lifted, seconds["lift"], seconds["cluster"] = _lift_and_cluster(
         view_masks, len(prims.centers), prims.adjacency(), prims.areas, config, progress
     )
     t0 = time.perf_counter()
-    background = find_background(labels, prims, config)
-    labels = merge_unless_resting(labels, prims, set(background), config.support_tolerance)
-    labels = relabel_by_area(labels, prims.areas)
-    kinds = find_background(labels, prims, config)
+    grouping = group_objects(clusters, prims, background, scale, config.grouping)
+    labels = _with_background(grouping.labels, prims, background)
+    kinds = _background_kinds(labels, background)
     seconds["cleanup"] = time.perf_counter() - t0
-    return ParsedScene(labels, set(kinds), len(views), seconds, lifted.seconds_per_iteration, kinds)
+    log.info("parsed %d primitives: %d objects, background %s (spacing %.4g m, %d px views, %s)", len(labels),
+             len(np.unique(labels)) - len(kinds), sorted(kinds.values()), scale.spacing, views[0].camera.width if views else 0,
+             ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
+    return ParsedScene(labels, set(kinds), len(views), seconds, lifted.seconds_per_iteration, kinds, grouping.dropped,
+                       min_volume=(config.min_volume_samples * scale.spacing) ** 3)
+
+
+def _with_background(object_labels: np.ndarray, prims: Primitives, background: Background) -> np.ndarray:
+    """Objects 0..K-1 by area, then the floor, then each wall; anything else the rules sent to
+    the background joins the floor (or, with no floor, is an instance of its own)."""
+    fg = object_labels >= 0
+    labels = np.empty(len(object_labels), dtype=np.int64)
+    labels[fg] = relabel_by_area(object_labels[fg], prims.areas[fg])
+    k = int(labels[fg].max()) + 1 if fg.any() else 0
+    bg_kind = np.where(fg, 0, background.kind)
+    floor = ~fg & ((bg_kind == FLOOR) | ((bg_kind == 0) & (background.floor_z is not None)))
+    labels[floor] = k
+    k += int(floor.any())
+    for i in range(len(background.walls)):
+        sel = ~fg & (bg_kind == WALL) & (background.wall_index == i)
+        if sel.any():
+            labels[sel] = k
+            k += 1
+    rest = ~fg & ~floor & ~((bg_kind == WALL) & (background.wall_index >= 0))
+    labels[rest] = k
+    return labels
+
+
+def _background_kinds(labels: np.ndarray, background: Background) -> dict[int, str]:
+    kinds = {}
+    for k in np.unique(labels).tolist():
+        sel = labels == k
+        kind = np.bincount(background.kind[sel], minlength=3)
+        if kind[0] == sel.sum():
+            continue
+        if kind[FLOOR] >= kind[WALL] and kind[FLOOR] > 0:
+            kinds[int(k)] = "floor"
+        elif kind[WALL] > 0:
+            kinds[int(k)] = "wall"
+    return kinds
 
 
 def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
@@ -269,10 +283,8 @@ def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progres
     from hiscene_sim.render.mesh import render_views
 
     config = config or ParseConfig()
-    t0 = time.perf_counter()
-    views = render_views(mesh, scene_cameras(mesh.bounds, config))  # one ray-casting structure for all views
-    seconds = {"render": time.perf_counter() - t0}
-    return _parse(views, Primitives.of_mesh(mesh), config, seconds, progress)
+    # one ray-casting structure for all views
+    return _parse(Primitives.of_mesh(mesh), lambda cameras: render_views(mesh, cameras), config, progress)
 
 
 def parse_gaussians(gaussians, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:
@@ -281,11 +293,8 @@ def parse_gaussians(gaussians, config: ParseConfig | None = None, progress: Call
     from hiscene_sim.render.splat import render_gaussian_views
 
     config = config or ParseConfig()
-    means = np.asarray(gaussians.means)
-    t0 = time.perf_counter()
-    views = render_gaussian_views(gaussians, scene_cameras(np.stack([means.min(axis=0), means.max(axis=0)]), config))
-    seconds = {"render": time.perf_counter() - t0}
-    return _parse(views, Primitives.of_gaussians(gaussians, config.knn), config, seconds, progress)
+    prims = Primitives.of_gaussians(gaussians, config.knn)
+    return _parse(prims, lambda cameras: render_gaussian_views(gaussians, cameras), config, progress)
 
 
 # ----------------------------------------------------------------------------------------
@@ -327,6 +336,19 @@ def parts_of_gaussians(gaussians, labels: np.ndarray, min_gaussians: int = 8) ->
     return parts
 
 
+def hull_volume(mesh: trimesh.Trimesh) -> float:
+    """Volume of the convex hull of a part (0 for a flat or degenerate one)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    points = np.asarray(mesh.vertices)
+    if len(points) < 4:
+        return 0.0
+    try:
+        return float(ConvexHull(points).volume)
+    except QhullError:
+        return 0.0
+
+
 def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig) -> Scene:
     """One object per foreground instance (label ``object``: the weight-free default cannot
     name things), the floor as background; each mesh (and its Gaussians, for a splat scene) in
@@ -340,12 +362,20 @@ def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_di
     provenance = Provenance(
         "parse", f"render+{config.segmenter}+contrastive-lifting",
         {"source": str(Path(source).resolve()), "views": config.views, "n_views": parsed.n_views,
+         "min_object_volume_m3": parsed.min_volume, "dropped": parsed.dropped,
          "resolution": config.resolution, "lift": asdict(config.lift), "cluster": asdict(config.cluster)},
         seconds=round(sum(parsed.seconds.values()), 3), created=datetime.now(timezone.utc).isoformat(),
     )
     objects, background, meshes, splats = [], [], {}, {}
     n_fg, n_bg = 0, {}
     for k, part in sorted(parts.items()):
+        if k not in parsed.background and parsed.min_volume > 0:
+            volume = hull_volume(part.mesh)
+            if volume < parsed.min_volume:
+                log.warning("instance %d: hull volume %.3g m3 is under the minimum %.3g m3: not an object, dropped",
+                            k, volume, parsed.min_volume)
+                parsed.dropped.append(f"instance {k}: hull volume {volume:.3g} m3 < {parsed.min_volume:.3g} m3 -> dropped")
+                continue
         lo, hi = part.mesh.bounds
         origin = np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, lo[2]])
         local = part.mesh.copy()

@@ -158,7 +158,8 @@ def parse_input(source: SceneInput | Path, out_dir: Path, config, progress: Call
     else:
         raise ValueError(f"{source.path}: a {source.kind.value} input is not parsed")
     scene = write_parsed_scene(parts, parsed, out_dir, source.path, config)
-    return StageOutput(f"{len(scene.objects)} objects + {len(scene.background)} background", (scene, parsed))
+    dropped = f"; {len(parsed.dropped)} clean-up decisions (scene.json provenance)" if parsed.dropped else ""
+    return StageOutput(f"{len(scene.objects)} objects + {len(scene.background)} background{dropped}", (scene, parsed))
 
 
 # ------------------------------------------------------------------------------ complete, regenerate, background

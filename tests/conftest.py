@@ -19,6 +19,7 @@ def _session_cache(tmp_path_factory, request):
     """Keep the tests off the user's ~/.cache: one CoACD cache for the whole session."""
     mp = pytest.MonkeyPatch()
     mp.setenv("HISCENE_CACHE_DIR", str(tmp_path_factory.mktemp("hiscene-cache")))
+    mp.setenv("HISCENE_SCENE_CACHE", str(tmp_path_factory.mktemp("scene-sets")))
     request.addfinalizer(mp.undo)
 
 

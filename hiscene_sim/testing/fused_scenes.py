@@ -75,6 +75,7 @@ class FusedScene:
     seed: int = 0
     voxel_size: float = DEFAULT_VOXEL
     layout: list[Placed] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)  # what the generator wants kept (scene_sets: kind, split, pieces)
 
     @property
     def background_ids(self) -> set[int]:
@@ -258,10 +259,13 @@ def _simplify(mesh: trimesh.Trimesh, pitch: float, tolerance: float) -> trimesh.
         return mesh
     # manifold's output is a manifold by index; welding its float32 positions can rarely pinch
     # two vertices together, so a coarser tolerance that does not survive the weld is retried finer
+    bodies, volume = mesh.body_count, mesh.volume
     for tol in (tolerance, tolerance / 2, tolerance / 4):
         out = manifold.simplify(tol * pitch).to_mesh()
         simplified = weld(trimesh.Trimesh(np.asarray(out.vert_properties[:, :3], dtype=np.float64), out.tri_verts, process=False))
-        if is_closed_volume(simplified) and simplified.body_count == mesh.body_count:
+        # a speck of a few voxels may collapse away; anything bigger changes the volume
+        if (is_closed_volume(simplified) and simplified.body_count <= bodies
+                and abs(simplified.volume - volume) <= 0.01 * volume):
             return simplified
     return mesh
 
@@ -545,6 +549,7 @@ def save_fused(scene: FusedScene, path: str | Path) -> Path:
         "seed": scene.seed,
         "voxel_size": scene.voxel_size,
         "layout": [p.to_json() for p in scene.layout],
+        "extra": scene.meta,
         "objects": [
             {"name": o.name, "label": o.label, "is_background": o.is_background, "support": o.support}
             for o in scene.objects
@@ -597,4 +602,5 @@ def load_fused(path: str | Path) -> FusedScene:
         for i, o in enumerate(meta["objects"])
     ]
     layout = [Placed(**p) for p in meta.get("layout", [])]
-    return FusedScene(mesh, vertex_object, face_object, objects, meta["name"], int(meta["seed"]), float(meta["voxel_size"]), layout)
+    return FusedScene(mesh, vertex_object, face_object, objects, meta["name"], int(meta["seed"]), float(meta["voxel_size"]),
+                      layout, meta.get("extra", {}))

@@ -1,0 +1,366 @@
+"""From lifted clusters to objects: the 3D rules that decide what is one object (paper 3.2's
+"3D clean-up", which the paper leaves to the segmentation model and we cannot).
+
+Separate objects in a fused scene meet only where one rests on another: the contact lies
+at the upper part's bottom, the upper part rises above it, and the part stands over the
+contact (its centre is over the contact patch, not beside it). Every other contact between
+two clusters (a table leg under its top, two slices of one table top, a plant's leaf on its
+stem, a teddy's arm) is inside one object, so those clusters merge. Then what is left must be
+a plausible object:
+
+* a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
+  few samples, else goes to the background;
+* a flat patch lying on the floor is floor;
+* a cluster smaller than ``min_size`` (a share of the scene's extent, and a number of
+  surface samples) joins the neighbour it touches most, else goes to the background.
+
+Every decision is logged with its reason, and the work per round is a few vectorised passes
+over the contacts, so the cost does not grow with the number of fragments.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GroupingConfig:
+    tolerance: float = 1.5  # contact heights, in surface samples (SceneScale.spacing)
+    over_contact: float = 0.25  # a resting part's centre lies within this share of its size of the contact patch
+    min_footprint: float = 0.25  # ... and the patch spans this share of the part's horizontal size
+    min_contact: float = 0.5  # ... and the contact is this long against the part's horizontal size
+    min_support: float = 0.7  # ... and the support is at least this share of the part's horizontal size
+    touch_ratio: float = 0.0  # two floor-standing clusters touching along less than this share of the smaller's size stay apart
+    max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
+    rising_contact: bool = False
+    wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
+    min_size: float = 0.01  # smallest object: this share of the scene's extent ...
+    min_samples: float = 2.5  # ... and this many surface samples across (the larger wins)
+    float_gap: float = 4.0  # a loose cluster joins an object this many samples away
+    max_rounds: int = 200
+
+
+@dataclass
+class Grouping:
+    labels: np.ndarray  # (N,) object id >= 0 for foreground primitives, -1 for background
+    dropped: list[str] = field(default_factory=list)  # what went to the background, and why
+
+
+def _compact(labels: np.ndarray) -> tuple[np.ndarray, int]:
+    fg = labels >= 0
+    out = labels.copy()
+    uniq, inv = np.unique(labels[fg], return_inverse=True)
+    out[fg] = inv
+    return out, len(uniq)
+
+
+class _Stats:
+    """Per-cluster extents, areas and centres (foreground clusters 0..K-1)."""
+
+    def __init__(self, labels: np.ndarray, k: int, prims):
+        fg = labels >= 0
+        lab = labels[fg]
+        a = prims.areas[fg]
+        self.area = np.bincount(lab, weights=a, minlength=k)
+        self.zmin = np.full(k, np.inf)
+        self.zmax = np.full(k, -np.inf)
+        np.minimum.at(self.zmin, lab, prims.zmin[fg])
+        np.maximum.at(self.zmax, lab, prims.zmax[fg])
+        self.lo = np.full((k, 3), np.inf)
+        self.hi = np.full((k, 3), -np.inf)
+        np.minimum.at(self.lo, lab, prims.centers[fg])
+        np.maximum.at(self.hi, lab, prims.centers[fg])
+        w = np.maximum(self.area, 1e-18)[:, None]
+        normal = np.stack([np.bincount(lab, weights=a * prims.normals[fg, d], minlength=k) for d in range(3)], axis=1)
+        # |area-weighted mean normal|: ~0 for a closed surface (an object missing only the patch it
+        # stands on stays low), ~1 for a piece of a surface (an underside, a cut-off top)
+        self.openness = np.linalg.norm(normal, axis=1) / np.maximum(self.area, 1e-18)
+        self.center = np.stack([np.bincount(lab, weights=a * prims.centers[fg, d], minlength=k) for d in range(3)], axis=1) / w
+
+    @property
+    def size(self) -> np.ndarray:
+        return np.linalg.norm(self.hi - self.lo, axis=1)
+
+
+def _contacts(labels, prims):
+    """Pairs of neighbouring primitives in different clusters: (a, b, pair index)."""
+    a, b = labels[prims.pairs[:, 0]], labels[prims.pairs[:, 1]]
+    cut = np.flatnonzero(a != b)
+    return a[cut], b[cut], cut
+
+
+def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: GroupingConfig, log_merges: list[str],
+                         spacing: float = 0.0) -> np.ndarray:
+    """Merge touching foreground clusters unless one rests on the other; background
+    primitives (label < 0) are never merged. Each round every cluster that touches a larger one
+    it does not rest on / support joins the one it touches most; rounds repeat until none does."""
+    labels, k = _compact(labels)
+    for _ in range(config.max_rounds):
+        if k <= 1:
+            break
+        stats = _Stats(labels, k, prims)
+        a, b, cut = _contacts(labels, prims)
+        both = (a >= 0) & (b >= 0)
+        a, b, cut = a[both], b[both], cut[both]
+        if len(a) == 0:
+            break
+        z = prims.pair_z[cut]
+        xy = prims.pair_xy[cut]
+        key = np.minimum(a, b) * k + np.maximum(a, b)
+        uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+        lo_id, hi_id = uniq // k, uniq % k
+        rests = np.zeros(len(uniq), dtype=bool)
+        at_bottom = np.zeros(len(uniq), dtype=bool)  # the contact is at either part's bottom
+        first, second = prims.pairs[cut, 0], prims.pairs[cut, 1]
+        on_floor = np.zeros(k, dtype=bool)
+        fa, fb, _ = _contacts(labels, prims)
+        on_floor[fa[(fa >= 0) & (fb == -1)]] = True
+        on_floor[fb[(fb >= 0) & (fa == -1)]] = True
+        for up_id, down_id in ((lo_id, hi_id), (hi_id, lo_id)):
+            up_e = up_id[inv]
+            up_face = np.where(a == up_e, first, second)
+            down_face = np.where(a == up_e, second, first)
+            # contact edges at the upper part's bottom, where its surface rises from the lower
+            # part's: two slices of one table top meet level
+            bottom = z <= stats.zmin[up_e] + tol
+            if config.rising_contact:
+                bottom &= prims.centers[up_face, 2] > prims.centers[down_face, 2] + 0.1 * spacing
+            n_bottom = np.bincount(inv, weights=bottom, minlength=len(uniq))
+            at_bottom |= n_bottom >= 0.5 * counts
+            box_lo = np.full((len(uniq), 2), np.inf)
+            box_hi = np.full((len(uniq), 2), -np.inf)
+            np.minimum.at(box_lo, inv[bottom], xy[bottom])
+            np.maximum.at(box_hi, inv[bottom], xy[bottom])
+            hsize = np.linalg.norm(stats.hi[up_id, :2] - stats.lo[up_id, :2], axis=1)
+            margin = np.maximum(tol, config.over_contact * hsize)[:, None]
+            c = stats.center[up_id, :2]
+            over = ((c >= box_lo - margin) & (c <= box_hi + margin)).all(axis=1)
+            # and the contact is a footprint, not a joint: a leaf on its stem, a lamp's pole on its base
+            # (its length, from the edges along it, against the part's horizontal size: a mug's
+            # ring ~2, a table top's four leg ends ~0.5, a leaf's joint ~0.2)
+            footprint = np.linalg.norm(np.maximum(box_hi - box_lo, 0), axis=1) + 2 * tol >= config.min_footprint * hsize
+            footprint &= n_bottom * spacing / 1.3 >= config.min_contact * hsize
+            over &= footprint
+            # and the support is not narrower than what rests on it: a table top on its legs is one object
+            down_size = np.linalg.norm(stats.hi[down_id, :2] - stats.lo[down_id, :2], axis=1)
+            over &= down_size >= config.min_support * hsize
+            above = stats.zmax[up_id] > stats.zmin[up_id] + tol
+            # a flat piece inside its support, below its top (a mug's or a glass's inner bottom)
+            # is part of it
+            inside = ((stats.lo[up_id] >= stats.lo[down_id] - tol).all(axis=1) & (stats.hi[up_id] <= stats.hi[down_id] + tol).all(axis=1)
+                      & (stats.zmax[up_id] < stats.zmax[down_id] - tol) & (stats.zmax[up_id] - stats.zmin[up_id] <= 2 * tol))
+            above &= ~inside & (stats.openness[up_id] <= config.max_openness)
+            # what stands on the floor rests on the floor, not on a neighbour it leans on
+            rests |= (n_bottom >= 0.5 * counts) & over & above & ~on_floor[up_id]
+        # two objects that each stand on the floor and touch at a spot (a tucked chair's leg
+        # against a table's leg) stay two: parts of one object meet along a whole cut
+        contact = counts * spacing
+        smaller = np.minimum(stats.size[lo_id], stats.size[hi_id])
+        rests |= on_floor[lo_id] & on_floor[hi_id] & (contact < config.touch_ratio * smaller)
+        # side and top contacts first (a cut through one object): they merge the fragments of a
+        # support, so that what stands on it is then judged against the whole support
+        merge = ~rests & ~at_bottom
+        if not merge.any():
+            merge = ~rests
+        if not merge.any():
+            break
+        # every cluster picks the candidate it touches most; it moves there when that one is
+        # larger, or when the two picked each other (a bowl's inner and outer surface), so a
+        # fragment does not drag its neighbours along through a chain of weak contacts
+        src = np.concatenate([lo_id[merge], hi_id[merge]])
+        dst = np.concatenate([hi_id[merge], lo_id[merge]])
+        weight = np.concatenate([counts[merge], counts[merge]])
+        order = np.lexsort((dst, -weight, src))
+        src, dst = src[order], dst[order]
+        first = np.ones(len(src), dtype=bool)
+        first[1:] = src[1:] != src[:-1]
+        best = np.arange(k)
+        best[src[first]] = dst[first]
+        ids = np.arange(k)
+        larger = (stats.area[best] > stats.area) | ((stats.area[best] == stats.area) & (best < ids))
+        moves = (best != ids) & larger  # of a mutual pair, the smaller moves
+        parent = np.where(moves, best, ids)
+        first = moves
+        for _ in range(64):  # pointer jumping: chains of merges resolve to their root
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+        log_merges.append(f"round: {int(first.sum())} clusters joined a neighbour they neither rest on nor support")
+        fg = labels >= 0
+        labels[fg] = parent[labels[fg]]
+        labels, k = _compact(labels)
+    return labels
+
+
+def group_objects(clusters: np.ndarray, prims, background, scale, config: GroupingConfig | None = None) -> Grouping:
+    """Object id per primitive (``-1``: background) from the lifted clusters, the background
+    found by :mod:`hiscene_sim.parse_background` (its ``kind`` and ``wall_index`` gain the wall
+    pieces found here) and the rules above."""
+    from scipy.spatial import cKDTree
+
+    from hiscene_sim.parse_background import FLOOR, FOREGROUND
+
+    config = config or GroupingConfig()
+    tol = config.tolerance * scale.spacing
+    background_kind = background.kind
+    fg = background_kind == FOREGROUND
+    # background primitives take negative ids (-1 floor, -2 walls) so contacts with them are seen
+    labels = np.where(fg, clusters, np.where(background_kind == FLOOR, -1, -2)).astype(np.int64)
+    # a cluster is also split into its connected pieces once the background is cut out of it
+    pairs = prims.pairs
+    same = fg[pairs[:, 0]] & fg[pairs[:, 1]] & (labels[pairs[:, 0]] == labels[pairs[:, 1]])
+    n = len(labels)
+    graph = sp.coo_matrix((np.ones(int(same.sum())), (pairs[same, 0], pairs[same, 1])), shape=(n, n))
+    _, pieces = sp.csgraph.connected_components(graph, directed=False)
+    labels = np.where(fg, pieces, labels)
+    notes: list[str] = []
+    dropped: list[str] = []
+    labels = _floor_patches(labels, prims, tol, dropped)
+    labels = _wall_pieces(labels, prims, background, scale, config.wall_band, dropped)
+    labels = merge_unless_resting(labels, prims, tol, config, notes, scale.spacing)
+    labels = _loose(labels, prims, scale, config, dropped, cKDTree)
+    labels = merge_unless_resting(labels, prims, tol, config, notes, scale.spacing)
+    labels = _floor_patches(labels, prims, tol, dropped)
+    labels = _small(labels, prims, scale, config, dropped)
+    labels, _ = _compact(labels)
+    for line in notes:
+        log.debug(line)
+    for line in dropped:
+        log.info(line)
+    out = np.where(labels >= 0, labels, -1)
+    return Grouping(out, dropped)
+
+
+def _floor_patches(labels, prims, tol, dropped):
+    """Clusters touching the floor that never rise above it: floor."""
+    labels, k = _compact(labels)
+    if k == 0:
+        return labels
+    stats = _Stats(labels, k, prims)
+    a, b, _ = _contacts(labels, prims)
+    on_floor = np.zeros(k, dtype=bool)
+    on_floor[a[(a >= 0) & (b == -1)]] = True
+    on_floor[b[(b >= 0) & (a == -1)]] = True
+    flat = on_floor & (stats.zmax - stats.zmin <= tol)
+    if flat.any():
+        dropped.append(f"{int(flat.sum())} flat patches on the floor ({stats.area[flat].sum():.3g} m2) -> floor")
+        fgm = labels >= 0
+        hit = fgm.copy()
+        hit[fgm] = flat[labels[fgm]]
+        labels[hit] = -1
+    return labels
+
+
+def _wall_pieces(labels, prims, background, scale, band: float, dropped):
+    """Clusters lying (80 % of their area) within ``band`` samples of a wall's plane are pieces
+    of the wall (its rounded top edge and ends, the corner where two walls meet)."""
+    from hiscene_sim.parse_background import WALL
+
+    labels, k = _compact(labels)
+    if not background.walls or k == 0:
+        return labels
+    distance = np.stack([(prims.centers[:, w.axis] - w.plane) * -w.side for w in background.walls], axis=1)
+    near = distance.min(axis=1) <= band * scale.spacing
+    fg = labels >= 0
+    share = np.bincount(labels[fg], weights=prims.areas[fg] * near[fg], minlength=k) / np.maximum(
+        np.bincount(labels[fg], weights=prims.areas[fg], minlength=k), 1e-18)
+    pieces = share >= 0.8
+    if pieces.any():
+        hit = fg.copy()
+        hit[fg] = pieces[labels[fg]]
+        background.kind[hit] = WALL
+        background.wall_index[hit] = np.argmin(np.abs(distance[hit]), axis=1)
+        labels[hit] = -2
+        dropped.append(f"{int(pieces.sum())} clusters lying on a wall's plane -> wall")
+    return labels
+
+
+def _loose(labels, prims, scale, config, dropped, cKDTree):
+    """Clusters touching nothing else join the nearest other object within ``float_gap``
+    samples; farther ones go to the background."""
+    labels, k = _compact(labels)
+    if k <= 1:
+        return labels
+    a, b, _ = _contacts(labels, prims)
+    touching = np.zeros(k, dtype=bool)
+    touching[a[a >= 0]] = True
+    touching[b[b >= 0]] = True
+    loose = np.flatnonzero(~touching)
+    if len(loose) == 0:
+        return labels
+    stats = _Stats(labels, k, prims)
+    fg = labels >= 0
+    anchored = fg & np.isin(labels, np.flatnonzero(touching))
+    if not anchored.any():
+        return labels
+    tree = cKDTree(prims.centers[anchored])
+    anchored_labels = labels[anchored]
+    gap = config.float_gap * scale.spacing
+    joined = 0
+    for cl in loose[np.argsort(-stats.area[loose])]:
+        members = np.flatnonzero(labels == cl)
+        dist, idx = tree.query(prims.centers[members], distance_upper_bound=gap)
+        ok = np.isfinite(dist)
+        if ok.any():
+            labels[members] = anchored_labels[idx[ok][np.argmin(dist[ok])]]
+            joined += 1
+        else:
+            dropped.append(f"a loose cluster of {stats.area[cl]:.3g} m2 touching nothing, {gap:.3g} m from any object -> background")
+            labels[members] = -2
+    if joined:
+        dropped.append(f"{joined} loose clusters joined the nearest object (within {gap:.3g} m)")
+    return labels
+
+
+def _small(labels, prims, scale, config, dropped):
+    """Clusters smaller than the minimum object size join the neighbour they touch most, all
+    at once per round; those touching no object go to the background."""
+    min_size = max(config.min_size * scale.extent, config.min_samples * scale.spacing)
+    for _ in range(config.max_rounds):
+        labels, k = _compact(labels)
+        if k == 0:
+            return labels
+        stats = _Stats(labels, k, prims)
+        tiny = stats.size < min_size
+        if not tiny.any():
+            return labels
+        a, b, _ = _contacts(labels, prims)
+        both = (a >= 0) & (b >= 0)
+        src, dst = np.concatenate([a[both], b[both]]), np.concatenate([b[both], a[both]])
+        keep = tiny[src]
+        votes = sp.coo_matrix((np.ones(int(keep.sum())), (src[keep], dst[keep])), shape=(k, k)).tocsr()
+        votes.sum_duplicates()
+        has = np.asarray(votes.max(axis=1).todense()).ravel() > 0
+        target = np.asarray(votes.argmax(axis=1)).ravel()
+        parent = np.arange(k)
+        # a tiny cluster joins its biggest-contact neighbour; two tiny ones choosing each other:
+        # the smaller joins the larger
+        move = tiny & has
+        parent[move] = target[move]
+        mutual = move & (parent[parent] == np.arange(k)) & (parent != np.arange(k)) & (stats.area > stats.area[parent])
+        parent[mutual] = np.flatnonzero(mutual)
+        lost = tiny & ~has
+        for _ in range(64):
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+        fg = labels >= 0
+        if lost.any():
+            dropped.append(f"{int(lost.sum())} clusters under {min_size:.3g} m across touching no object "
+                           f"({stats.area[lost].sum():.3g} m2) -> background")
+        if move.any():
+            dropped.append(f"{int(move.sum())} clusters under {min_size:.3g} m across joined the object they touch most")
+        new = parent[labels[fg]]
+        new[lost[labels[fg]]] = -2
+        labels[fg] = new
+        if not move.any():
+            return labels
+    return labels
