@@ -106,6 +106,7 @@ def main() -> None:
                       f"{ok}/{len(sel)} = {ok / len(sel):.0%} (target >= 80%), mean {np.mean([r['seconds'] for r in sel]):.1f} s/scene")
 
     if not args.no_large:
+        load_set_scene(large_room())  # built here, so the child's peak memory is the parse's own
         out = subprocess.run([sys.executable, __file__, "--large-child"], capture_output=True, text=True, check=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in r["stages"].items())

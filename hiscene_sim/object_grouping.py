@@ -36,7 +36,7 @@ class GroupingConfig:
     min_footprint: float = 0.25  # ... and the patch spans this share of the part's horizontal size
     min_contact: float = 0.5  # ... and the contact is this long against the part's horizontal size
     min_support: float = 0.7  # ... and the support is at least this share of the part's horizontal size
-    touch_ratio: float = 0.0  # two floor-standing clusters touching along less than this share of the smaller's size stay apart
+    touch_ratio: float = 0.4  # two standing parts touching along less than this share of the smaller's width stay apart
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
     rising_contact: bool = False
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
@@ -122,6 +122,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         fa, fb, _ = _contacts(labels, prims)
         on_floor[fa[(fa >= 0) & (fb == -1)]] = True
         on_floor[fb[(fb >= 0) & (fa == -1)]] = True
+        stands = on_floor.copy()
         for up_id, down_id in ((lo_id, hi_id), (hi_id, lo_id)):
             up_e = up_id[inv]
             up_face = np.where(a == up_e, first, second)
@@ -157,12 +158,16 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
                       & (stats.zmax[up_id] < stats.zmax[down_id] - tol) & (stats.zmax[up_id] - stats.zmin[up_id] <= 2 * tol))
             above &= ~inside & (stats.openness[up_id] <= config.max_openness)
             # what stands on the floor rests on the floor, not on a neighbour it leans on
-            rests |= (n_bottom >= 0.5 * counts) & over & above & ~on_floor[up_id]
-        # two objects that each stand on the floor and touch at a spot (a tucked chair's leg
-        # against a table's leg) stay two: parts of one object meet along a whole cut
-        contact = counts * spacing
-        smaller = np.minimum(stats.size[lo_id], stats.size[hi_id])
-        rests |= on_floor[lo_id] & on_floor[hi_id] & (contact < config.touch_ratio * smaller)
+            rest = (n_bottom >= 0.5 * counts) & over & above & ~on_floor[up_id]
+            rests |= rest
+            stands[up_id[rest]] = True
+        # two parts that each stand on something (the floor, or a support they rest on) and touch
+        # each other along a short side contact (a teddy welded to the mug beside it, a tucked
+        # chair's leg against the table's) stay two: parts of one object meet along a whole cut
+        contact = counts * spacing / 1.3
+        hsize_all = np.linalg.norm(stats.hi[:, :2] - stats.lo[:, :2], axis=1)
+        smaller = np.minimum(hsize_all[lo_id], hsize_all[hi_id])
+        rests |= stands[lo_id] & stands[hi_id] & ~at_bottom & (contact < config.touch_ratio * smaller)
         # side and top contacts first (a cut through one object): they merge the fragments of a
         # support, so that what stands on it is then judged against the whole support
         merge = ~rests & ~at_bottom
