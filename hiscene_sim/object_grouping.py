@@ -112,6 +112,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             break
         z = prims.pair_z[cut]
         xy = prims.pair_xy[cut]
+        length = prims.pair_length[cut]  # a marching-cubes boundary zigzags: ~1.3 x the straight length
         key = np.minimum(a, b) * k + np.maximum(a, b)
         uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
         lo_id, hi_id = uniq // k, uniq % k
@@ -146,7 +147,8 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             # (its length, from the edges along it, against the part's horizontal size: a mug's
             # ring ~2, a table top's four leg ends ~0.5, a leaf's joint ~0.2)
             footprint = np.linalg.norm(np.maximum(box_hi - box_lo, 0), axis=1) + 2 * tol >= config.min_footprint * hsize
-            footprint &= n_bottom * spacing / 1.3 >= config.min_contact * hsize
+            bottom_length = np.bincount(inv, weights=bottom * length, minlength=len(uniq)) / 1.3
+            footprint &= bottom_length >= config.min_contact * hsize
             over &= footprint
             # and the support is not narrower than what rests on it: a table top on its legs is one object
             down_size = np.linalg.norm(stats.hi[down_id, :2] - stats.lo[down_id, :2], axis=1)
@@ -164,7 +166,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         # two parts that each stand on something (the floor, or a support they rest on) and touch
         # each other along a short side contact (a teddy welded to the mug beside it, a tucked
         # chair's leg against the table's) stay two: parts of one object meet along a whole cut
-        contact = counts * spacing / 1.3
+        contact = np.bincount(inv, weights=length, minlength=len(uniq)) / 1.3
         hsize_all = np.linalg.norm(stats.hi[:, :2] - stats.lo[:, :2], axis=1)
         smaller = np.minimum(hsize_all[lo_id], hsize_all[hi_id])
         rests |= stands[lo_id] & stands[hi_id] & ~at_bottom & (contact < config.touch_ratio * smaller)

@@ -167,6 +167,7 @@ class Primitives:
     pairs: np.ndarray  # (E, 2) neighbouring primitives
     pair_z: np.ndarray  # (E,) height of the contact between each pair
     pair_xy: np.ndarray  # (E, 2) where the contact is, horizontally
+    pair_length: np.ndarray  # (E,) length of the contact (the shared edge; a sample length for Gaussians)
     spacing: float  # surface sampling length (about the generator's voxel pitch)
 
     def adjacency(self) -> sp.coo_matrix:
@@ -181,7 +182,8 @@ class Primitives:
         spacing = float(np.percentile(mesh.edges_unique_length, 25)) if len(mesh.edges_unique) else 1.0
         return Primitives(
             mesh.triangles_center, mesh.face_normals, mesh.area_faces, z.min(axis=1), z.max(axis=1),
-            mesh.face_adjacency, edge_mid[:, 2], edge_mid[:, :2], max(spacing, 1e-9),
+            mesh.face_adjacency, edge_mid[:, 2], edge_mid[:, :2],
+            np.linalg.norm(np.diff(mesh.vertices[mesh.face_adjacency_edges], axis=1)[:, 0], axis=1), max(spacing, 1e-9),
         )
 
     @staticmethod
@@ -200,7 +202,7 @@ class Primitives:
         # point below the floor it stands on, hiding the contact at its bottom
         return Primitives(
             means, gaussians.normals(), areas, means[:, 2], means[:, 2],
-            pairs, means[pairs, 2].mean(axis=1), means[pairs, :2].mean(axis=1), spacing,
+            pairs, means[pairs, 2].mean(axis=1), means[pairs, :2].mean(axis=1), np.full(len(pairs), spacing), spacing,
         )
 
 
