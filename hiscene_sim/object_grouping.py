@@ -1,16 +1,23 @@
 """From lifted clusters to objects: the 3D rules that decide what is one object (paper 3.2's
 "3D clean-up", which the paper leaves to the segmentation model and we cannot).
 
-Separate objects in a fused scene meet only where one rests on another: the contact lies
-at the upper part's bottom, the upper part rises above it, and the part stands over the
-contact (its centre is over the contact patch, not beside it). Every other contact between
-two clusters (a table leg under its top, two slices of one table top, a plant's leaf on its
-stem, a teddy's arm) is inside one object, so those clusters merge. Then what is left must be
-a plausible object:
+Separate objects in a fused scene meet only where one rests on another. A part rests on
+another when the contact lies at its bottom, it stands over the contact (its centre over the
+contact patch), the contact is a footprint rather than a joint (long against the part's
+width: a mug's ring, not a leaf's joint on its stem or a table top's four leg ends), the
+support is not narrower than the part, and the part is an object at all (not a flat piece
+inside its support, not an open piece of surface, not something already standing on the
+floor). Every other contact between two clusters (a table leg under its top, two slices of
+one table top, a teddy's arm) is inside one object, so those clusters merge: side contacts
+first, so a support's fragments join before what stands on them is judged; each cluster
+joins the neighbour it touches most, and only the smaller of two moves. Two parts that each
+stand on something and touch along a short side contact (a teddy welded to the mug beside
+it, a tucked chair's leg against the table's) stay two. Then what is left must be a
+plausible object:
 
 * a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
   few samples, else goes to the background;
-* a flat patch lying on the floor is floor;
+* a flat patch lying on the floor is floor; a cluster lying on a wall's plane is wall;
 * a cluster smaller than ``min_size`` (a share of the scene's extent, and a number of
   surface samples) joins the neighbour it touches most, else goes to the background.
 
@@ -38,7 +45,6 @@ class GroupingConfig:
     min_support: float = 0.7  # ... and the support is at least this share of the part's horizontal size
     touch_ratio: float = 0.4  # two standing parts touching along less than this share of the smaller's width stay apart
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
-    rising_contact: bool = False
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
     min_size: float = 0.01  # smallest object: this share of the scene's extent ...
     min_samples: float = 2.5  # ... and this many surface samples across (the larger wins)
@@ -95,11 +101,9 @@ def _contacts(labels, prims):
     return a[cut], b[cut], cut
 
 
-def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: GroupingConfig, log_merges: list[str],
-                         spacing: float = 0.0) -> np.ndarray:
+def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: GroupingConfig, log_merges: list[str]) -> np.ndarray:
     """Merge touching foreground clusters unless one rests on the other; background
-    primitives (label < 0) are never merged. Each round every cluster that touches a larger one
-    it does not rest on / support joins the one it touches most; rounds repeat until none does."""
+    primitives (label < 0) are never merged. Rounds repeat until no cluster moves."""
     labels, k = _compact(labels)
     for _ in range(config.max_rounds):
         if k <= 1:
@@ -118,7 +122,6 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         lo_id, hi_id = uniq // k, uniq % k
         rests = np.zeros(len(uniq), dtype=bool)
         at_bottom = np.zeros(len(uniq), dtype=bool)  # the contact is at either part's bottom
-        first, second = prims.pairs[cut, 0], prims.pairs[cut, 1]
         on_floor = np.zeros(k, dtype=bool)
         fa, fb, _ = _contacts(labels, prims)
         on_floor[fa[(fa >= 0) & (fb == -1)]] = True
@@ -126,13 +129,8 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         stands = on_floor.copy()
         for up_id, down_id in ((lo_id, hi_id), (hi_id, lo_id)):
             up_e = up_id[inv]
-            up_face = np.where(a == up_e, first, second)
-            down_face = np.where(a == up_e, second, first)
-            # contact edges at the upper part's bottom, where its surface rises from the lower
-            # part's: two slices of one table top meet level
+            # contact edges at the upper part's bottom
             bottom = z <= stats.zmin[up_e] + tol
-            if config.rising_contact:
-                bottom &= prims.centers[up_face, 2] > prims.centers[down_face, 2] + 0.1 * spacing
             n_bottom = np.bincount(inv, weights=bottom, minlength=len(uniq))
             at_bottom |= n_bottom >= 0.5 * counts
             box_lo = np.full((len(uniq), 2), np.inf)
@@ -231,9 +229,9 @@ def group_objects(clusters: np.ndarray, prims, background, scale, config: Groupi
     dropped: list[str] = []
     labels = _floor_patches(labels, prims, tol, dropped)
     labels = _wall_pieces(labels, prims, background, scale, config.wall_band, dropped)
-    labels = merge_unless_resting(labels, prims, tol, config, notes, scale.spacing)
+    labels = merge_unless_resting(labels, prims, tol, config, notes)
     labels = _loose(labels, prims, scale, config, dropped, cKDTree)
-    labels = merge_unless_resting(labels, prims, tol, config, notes, scale.spacing)
+    labels = merge_unless_resting(labels, prims, tol, config, notes)
     labels = _floor_patches(labels, prims, tol, dropped)
     labels = _small(labels, prims, scale, config, dropped)
     labels, _ = _compact(labels)
