@@ -58,6 +58,17 @@ class Grouping:
     dropped: list[str] = field(default_factory=list)  # what went to the background, and why
 
 
+def resolve_roots(parent: np.ndarray, max_steps: int = 64) -> np.ndarray:
+    """Pointer jumping: every node of a forest of merges (``parent[i]`` is where ``i`` goes)
+    points at its root."""
+    for _ in range(max_steps):
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            break
+        parent = nxt
+    return parent
+
+
 def _compact(labels: np.ndarray) -> tuple[np.ndarray, int]:
     fg = labels >= 0
     out = labels.copy()
@@ -192,11 +203,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         moves = (best != ids) & larger  # of a mutual pair, the smaller moves
         parent = np.where(moves, best, ids)
         first = moves
-        for _ in range(64):  # pointer jumping: chains of merges resolve to their root
-            nxt = parent[parent]
-            if np.array_equal(nxt, parent):
-                break
-            parent = nxt
+        parent = resolve_roots(parent)
         log_merges.append(f"round: {int(first.sum())} clusters joined a neighbour they neither rest on nor support")
         fg = labels >= 0
         labels[fg] = parent[labels[fg]]
@@ -352,11 +359,7 @@ def _small(labels, prims, scale, config, dropped):
         mutual = move & (parent[parent] == np.arange(k)) & (parent != np.arange(k)) & (stats.area > stats.area[parent])
         parent[mutual] = np.flatnonzero(mutual)
         lost = tiny & ~has
-        for _ in range(64):
-            nxt = parent[parent]
-            if np.array_equal(nxt, parent):
-                break
-            parent = nxt
+        parent = resolve_roots(parent)
         fg = labels >= 0
         if lost.any():
             dropped.append(f"{int(lost.sum())} clusters under {min_size:.3g} m across touching no object "

@@ -24,7 +24,7 @@ import trimesh
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
 from hiscene_sim.lifting_eq3_4 import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
-from hiscene_sim.object_grouping import GroupingConfig, group_objects
+from hiscene_sim.object_grouping import GroupingConfig, group_objects, resolve_roots
 from hiscene_sim.parse_background import FLOOR, WALL, Background, SceneScale, detect_background
 from hiscene_sim.render.cameras import Camera, viewpoints
 from hiscene_sim.render.result import RenderResult
@@ -146,11 +146,7 @@ def merge_similar(labels: np.ndarray, features: np.ndarray, areas: np.ndarray, a
         parent[src[first]] = dst[first]
         mutual = (parent[parent] == np.arange(k)) & (parent < np.arange(k))
         parent[parent[mutual]] = parent[mutual]
-        for _ in range(64):
-            nxt = parent[parent]
-            if np.array_equal(nxt, parent):
-                break
-            parent = nxt
+        parent = resolve_roots(parent)
         labels = relabel_by_area(parent[labels], areas)
     return labels
 
