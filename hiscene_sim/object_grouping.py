@@ -104,12 +104,25 @@ class _Stats:
     def size(self) -> np.ndarray:
         return np.linalg.norm(self.hi - self.lo, axis=1)
 
+    @property
+    def hsize(self) -> np.ndarray:
+        """Horizontal size: the diagonal of the xy bounding box."""
+        return np.linalg.norm(self.hi[:, :2] - self.lo[:, :2], axis=1)
+
 
 def _contacts(labels, prims):
     """Pairs of neighbouring primitives in different clusters: (a, b, pair index)."""
     a, b = labels[prims.pairs[:, 0]], labels[prims.pairs[:, 1]]
     cut = np.flatnonzero(a != b)
     return a[cut], b[cut], cut
+
+
+def _on_floor(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
+    """(k,) bool: clusters with a contact (``a``, ``b`` from :func:`_contacts`) with the floor (-1)."""
+    on_floor = np.zeros(k, dtype=bool)
+    on_floor[a[(a >= 0) & (b == -1)]] = True
+    on_floor[b[(b >= 0) & (a == -1)]] = True
+    return on_floor
 
 
 def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: GroupingConfig, log_merges: list[str]) -> np.ndarray:
@@ -121,6 +134,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             break
         stats = _Stats(labels, k, prims)
         a, b, cut = _contacts(labels, prims)
+        on_floor = _on_floor(a, b, k)
         both = (a >= 0) & (b >= 0)
         a, b, cut = a[both], b[both], cut[both]
         if len(a) == 0:
@@ -133,10 +147,6 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         lo_id, hi_id = uniq // k, uniq % k
         rests = np.zeros(len(uniq), dtype=bool)
         at_bottom = np.zeros(len(uniq), dtype=bool)  # the contact is at either part's bottom
-        on_floor = np.zeros(k, dtype=bool)
-        fa, fb, _ = _contacts(labels, prims)
-        on_floor[fa[(fa >= 0) & (fb == -1)]] = True
-        on_floor[fb[(fb >= 0) & (fa == -1)]] = True
         stands = on_floor.copy()
         for up_id, down_id in ((lo_id, hi_id), (hi_id, lo_id)):
             up_e = up_id[inv]
@@ -148,7 +158,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             box_hi = np.full((len(uniq), 2), -np.inf)
             np.minimum.at(box_lo, inv[bottom], xy[bottom])
             np.maximum.at(box_hi, inv[bottom], xy[bottom])
-            hsize = np.linalg.norm(stats.hi[up_id, :2] - stats.lo[up_id, :2], axis=1)
+            hsize = stats.hsize[up_id]
             margin = np.maximum(tol, config.over_contact * hsize)[:, None]
             c = stats.center[up_id, :2]
             over = ((c >= box_lo - margin) & (c <= box_hi + margin)).all(axis=1)
@@ -160,8 +170,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             footprint &= bottom_length >= config.min_contact * hsize
             over &= footprint
             # and the support is not narrower than what rests on it: a table top on its legs is one object
-            down_size = np.linalg.norm(stats.hi[down_id, :2] - stats.lo[down_id, :2], axis=1)
-            over &= down_size >= config.min_support * hsize
+            over &= stats.hsize[down_id] >= config.min_support * hsize
             above = stats.zmax[up_id] > stats.zmin[up_id] + tol
             # a flat piece inside its support, below its top (a mug's or a glass's inner bottom)
             # is part of it
@@ -176,8 +185,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         # each other along a short side contact (a teddy welded to the mug beside it, a tucked
         # chair's leg against the table's) stay two: parts of one object meet along a whole cut
         contact = np.bincount(inv, weights=length, minlength=len(uniq)) / 1.3
-        hsize_all = np.linalg.norm(stats.hi[:, :2] - stats.lo[:, :2], axis=1)
-        smaller = np.minimum(hsize_all[lo_id], hsize_all[hi_id])
+        smaller = np.minimum(stats.hsize[lo_id], stats.hsize[hi_id])
         rests |= stands[lo_id] & stands[hi_id] & ~at_bottom & (contact < config.touch_ratio * smaller)
         # side and top contacts first (a cut through one object): they merge the fragments of a
         # support, so that what stands on it is then judged against the whole support
@@ -257,10 +265,7 @@ def _floor_patches(labels, prims, tol, dropped):
         return labels
     stats = _Stats(labels, k, prims)
     a, b, _ = _contacts(labels, prims)
-    on_floor = np.zeros(k, dtype=bool)
-    on_floor[a[(a >= 0) & (b == -1)]] = True
-    on_floor[b[(b >= 0) & (a == -1)]] = True
-    flat = on_floor & (stats.zmax - stats.zmin <= tol)
+    flat = _on_floor(a, b, k) & (stats.zmax - stats.zmin <= tol)
     if flat.any():
         dropped.append(f"{int(flat.sum())} flat patches on the floor ({stats.area[flat].sum():.3g} m2) -> floor")
         fgm = labels >= 0

@@ -173,13 +173,14 @@ class Primitives:
     @staticmethod
     def of_mesh(mesh: trimesh.Trimesh) -> "Primitives":
         z = mesh.triangles[:, :, 2]
-        edge_mid = mesh.vertices[mesh.face_adjacency_edges].mean(axis=1)
+        edge_ends = mesh.vertices[mesh.face_adjacency_edges]  # (E, 2, 3)
+        edge_mid = edge_ends.mean(axis=1)
         # a quarter of a marching-cubes surface's edges are shorter than its voxel pitch
         spacing = float(np.percentile(mesh.edges_unique_length, 25)) if len(mesh.edges_unique) else 1.0
         return Primitives(
             mesh.triangles_center, mesh.face_normals, mesh.area_faces, z.min(axis=1), z.max(axis=1),
             mesh.face_adjacency, edge_mid[:, 2], edge_mid[:, :2],
-            np.linalg.norm(np.diff(mesh.vertices[mesh.face_adjacency_edges], axis=1)[:, 0], axis=1), max(spacing, 1e-9),
+            np.linalg.norm(edge_ends[:, 1] - edge_ends[:, 0], axis=1), max(spacing, 1e-9),
         )
 
     @staticmethod

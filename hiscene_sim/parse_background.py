@@ -73,9 +73,12 @@ class Background:
         return float(np.degrees(np.arctan2(v[1], v[0])))
 
 
-def _level_stats(values: np.ndarray, weights: np.ndarray, lo: float, width: float, n_bins: int) -> np.ndarray:
+def _level_histogram(values: np.ndarray, weights: np.ndarray, lo: float, width: float, n_bins: int) -> np.ndarray:
+    """Weight per bin of ``width`` from ``lo``, each bin also counting the one below it (a
+    level may straddle two bins)."""
     index = np.clip(((values - lo) / width).astype(np.int64), 0, n_bins - 1)
-    return np.bincount(index, weights=weights, minlength=n_bins)
+    hist = np.bincount(index, weights=weights, minlength=n_bins)
+    return hist + np.roll(hist, 1) * (np.arange(n_bins) > 0)
 
 
 def find_floor_height(centers, normals, areas, scale: SceneScale, min_span: float) -> float | None:
@@ -84,8 +87,7 @@ def find_floor_height(centers, normals, areas, scale: SceneScale, min_span: floa
         return None
     width = scale.spacing
     n_bins = int(np.ceil((scale.hi[2] - scale.lo[2]) / width)) + 1
-    hist = _level_stats(centers[up, 2], areas[up], scale.lo[2], width, n_bins)
-    hist = hist + np.roll(hist, 1) * (np.arange(n_bins) > 0)  # a level may straddle two bins
+    hist = _level_histogram(centers[up, 2], areas[up], scale.lo[2], width, n_bins)
     for b in np.flatnonzero(hist >= 0.25 * hist.max()):  # lowest large level first
         z0, z1 = scale.lo[2] + (b - 1) * width, scale.lo[2] + (b + 1) * width
         sel = up & (centers[:, 2] >= z0) & (centers[:, 2] <= z1)
@@ -113,8 +115,7 @@ def find_walls(centers, normals, areas, scale: SceneScale, floor_z: float, min_s
             c = centers[facing, axis]
             n_bins = int(np.ceil(0.15 * extent_a / width)) + 2
             start = min(edge, edge + inward * 0.15 * extent_a)
-            hist = _level_stats(c, areas[facing], start, width, n_bins)
-            hist = hist + np.roll(hist, 1) * (np.arange(n_bins) > 0)
+            hist = _level_histogram(c, areas[facing], start, width, n_bins)
             b = int(np.argmax(hist))
             plane_sel = facing.copy()
             plane_sel[facing] = (c >= start + (b - 1) * width) & (c <= start + (b + 1) * width)

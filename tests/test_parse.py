@@ -55,10 +55,8 @@ def test_a_gaussian_splat_scene_parses_through_the_same_lifting(fused, tmp_path)
     as a 3DGS PLY and parsed by ``hiscene parse``: the CPU splatting renderer feeds the same
     lifting; every object keeps its Gaussians and gets a closed mesh built from them, which is
     scored against the fused scene's ground truth."""
-    from scipy.spatial import cKDTree
-
     from hiscene_sim.render.gaussians import gaussians_from_mesh, load_3dgs_ply, save_3dgs_ply
-    from hiscene_sim.testing.parse_metrics import score_face_labels
+    from hiscene_sim.testing.parse_metrics import score_gaussian_labels
 
     scene, _ = fused
     gaussians = gaussians_from_mesh(scene.mesh, 40_000, seed=0)
@@ -84,8 +82,7 @@ def test_a_gaussian_splat_scene_parses_through_the_same_lifting(fused, tmp_path)
     means, owner = np.vstack(means), np.concatenate(owner)
     assert len(means) >= 0.99 * len(gaussians)
     # each fused face takes the object of its nearest written Gaussian
-    _, nearest = cKDTree(means).query(scene.mesh.triangles_center)
-    by_gaussians = score_face_labels(scene, owner[nearest], set(range(len(parsed.objects), len(parsed.all_objects()))))
+    by_gaussians = score_gaussian_labels(scene, means, owner, set(range(len(parsed.objects), len(parsed.all_objects()))))
     # and the meshes built from each object's Gaussians (about a voxel fatter) score too
     by_meshes = score_parse(scene, _world_meshes(tmp_path / "parsed", parsed.objects), _world_meshes(tmp_path / "parsed", parsed.background))
     print(by_gaussians.summary(), by_meshes.summary(), out.stdout)

@@ -135,8 +135,7 @@ class Layout:
             a = yaw if yaw is not None else self.rng.choice([0, 0.5, 1, 1.5]) * math.pi + self.rng.uniform(-0.25, 0.25)
             x, y = self.rng.uniform(region[0], region[1])
             t = _pose(x, y, z, a)
-            corners = trimesh.transform_points(asset.mesh.bounds_corners if hasattr(asset.mesh, "bounds_corners")
-                                               else trimesh.bounds.corners(asset.mesh.bounds), t)[:, :2]
+            corners = trimesh.transform_points(trimesh.bounds.corners(asset.mesh.bounds), t)[:, :2]
             if (corners < region[0]).any() or (corners > region[1]).any():
                 continue
             piece = self.add(asset, t, support)
