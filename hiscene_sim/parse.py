@@ -232,8 +232,7 @@ def _parse(prims: Primitives, render: Callable, config: ParseConfig, progress) -
     )
     t0 = time.perf_counter()
     grouping = group_objects(clusters, prims, background, scale, config.grouping)
-    labels = _with_background(grouping.labels, prims, background)
-    kinds = _background_kinds(labels, background)
+    labels, kinds = _with_background(grouping.labels, prims, background)
     seconds["cleanup"] = time.perf_counter() - t0
     log.info("parsed %d primitives: %d objects, background %s (spacing %.4g m, %d px views, %s)", len(labels),
              len(np.unique(labels)) - len(kinds), sorted(kinds.values()), scale.spacing, views[0].camera.width if views else 0,
@@ -242,39 +241,25 @@ def _parse(prims: Primitives, render: Callable, config: ParseConfig, progress) -
                        min_volume=(config.min_volume_samples * scale.spacing) ** 3)
 
 
-def _with_background(object_labels: np.ndarray, prims: Primitives, background: Background) -> np.ndarray:
-    """Objects 0..K-1 by area, then the floor, then each wall; anything else the rules sent to
-    the background joins the floor (or, with no floor, is an instance of its own)."""
+def _with_background(object_labels: np.ndarray, prims: Primitives, background: Background) -> tuple[np.ndarray, dict[int, str]]:
+    """(labels, background kinds): objects 0..K-1 by area, then the floor, then each wall;
+    anything else the rules sent to the background joins the floor (or, with no floor, is a
+    background instance of its own, kind ``background``)."""
     fg = object_labels >= 0
     labels = np.empty(len(object_labels), dtype=np.int64)
     labels[fg] = relabel_by_area(object_labels[fg], prims.areas[fg])
     k = int(labels[fg].max()) + 1 if fg.any() else 0
+    kinds: dict[int, str] = {}
     bg_kind = np.where(fg, 0, background.kind)
     floor = ~fg & ((bg_kind == FLOOR) | ((bg_kind == 0) & (background.floor_z is not None)))
-    labels[floor] = k
-    k += int(floor.any())
-    for i in range(len(background.walls)):
-        sel = ~fg & (bg_kind == WALL) & (background.wall_index == i)
+    wall = ~fg & (bg_kind == WALL) & (background.wall_index >= 0)
+    for kind, sel in [("floor", floor)] + [("wall", wall & (background.wall_index == i)) for i in range(len(background.walls))] \
+            + [("background", ~fg & ~floor & ~wall)]:
         if sel.any():
             labels[sel] = k
+            kinds[k] = kind
             k += 1
-    rest = ~fg & ~floor & ~((bg_kind == WALL) & (background.wall_index >= 0))
-    labels[rest] = k
-    return labels
-
-
-def _background_kinds(labels: np.ndarray, background: Background) -> dict[int, str]:
-    kinds = {}
-    for k in np.unique(labels).tolist():
-        sel = labels == k
-        kind = np.bincount(background.kind[sel], minlength=3)
-        if kind[0] == sel.sum():
-            continue
-        if kind[FLOOR] >= kind[WALL] and kind[FLOOR] > 0:
-            kinds[int(k)] = "floor"
-        elif kind[WALL] > 0:
-            kinds[int(k)] = "wall"
-    return kinds
+    return labels, kinds
 
 
 def parse_mesh(mesh: trimesh.Trimesh, config: ParseConfig | None = None, progress: Callable | None = None) -> ParsedScene:

@@ -133,6 +133,21 @@ def test_no_object_under_the_minimum_volume_is_written(corner_room, tmp_path):
         assert mesh.convex_hull.volume >= parsed.min_volume
 
 
+def test_what_the_rules_drop_stays_background_without_a_floor():
+    """A scene with no floor (one object on its own): primitives the object rules sent to the
+    background form a background instance, never an object."""
+    from hiscene_sim.parse import _with_background
+    from hiscene_sim.parse_background import Background
+
+    mesh = trimesh.creation.box(extents=(0.3, 0.2, 0.1))
+    prims = Primitives.of_mesh(mesh)
+    labels = np.zeros(len(mesh.faces), dtype=np.int64)
+    labels[:2] = -1  # dropped by a rule
+    background = Background(np.zeros(len(labels), dtype=np.int8), np.full(len(labels), -1), None)
+    out, kinds = _with_background(labels, prims, background)
+    assert kinds == {1: "background"} and set(out[:2]) == {1} and set(out[2:]) == {0}
+
+
 def test_scene_sets_are_seeded():
     a = build_set_scene(SetSpec("tabletop", "dev", 1))
     b = build_set_scene(SetSpec("tabletop", "dev", 1))
