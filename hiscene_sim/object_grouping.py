@@ -5,14 +5,15 @@ Separate objects in a fused scene meet only where one rests on another. A part r
 another when the contact lies at its bottom, it stands over the contact (its centre over the
 contact patch), the contact is a footprint rather than a joint (long against the part's
 width: a mug's ring, not a leaf's joint on its stem or a table top's four leg ends), the
-support is not narrower than the part, and the part is an object at all (not a flat piece
-inside its support, not an open piece of surface, not something already standing on the
-floor). Every other contact between two clusters (a table leg under its top, two slices of
+support is not narrower than the part nor a base it covers (a lamp's foot disc), and the
+part is an object at all (not a flat piece inside its support, not an open piece of surface,
+not something already standing on the floor). Every other contact between two clusters (a table leg under its top, two slices of
 one table top, a teddy's arm) is inside one object, so those clusters merge: side contacts
 first, so a support's fragments join before what stands on them is judged; each cluster
-joins the neighbour it touches most, and only the smaller of two moves. Two parts that each
-stand on something and touch along a short side contact (a teddy welded to the mug beside
-it, a tucked chair's leg against the table's) stay two. Then what is left must be a
+joins the neighbour it touches most, and only the smaller of two moves. Two closed parts that
+each stand on something and touch along a side contact shorter than the smaller one's width
+(a teddy welded to the mug beside it, a tucked chair's leg against the table's) stay two: a
+cut through one object runs around its whole section. Then what is left must be a
 plausible object:
 
 * a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
@@ -43,7 +44,7 @@ class GroupingConfig:
     min_footprint: float = 0.25  # ... and the patch spans this share of the part's horizontal size
     min_contact: float = 0.5  # ... and the contact is this long against the part's horizontal size
     min_support: float = 0.7  # ... and the support is at least this share of the part's horizontal size
-    touch_ratio: float = 0.4  # two standing parts touching along less than this share of the smaller's width stay apart
+    touch_ratio: float = 1.0  # two standing parts touching along less than the smaller's width stay apart
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
     min_size: float = 0.01  # smallest object: this share of the scene's extent ...
@@ -171,6 +172,11 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             over &= footprint
             # and the support is not narrower than what rests on it: a table top on its legs is one object
             over &= stats.hsize[down_id] >= config.min_support * hsize
+            # and the support is not a base the part covers (a lamp on its foot disc): a support
+            # reaches out beyond what stands on it somewhere
+            covered = ((stats.lo[down_id, :2] >= stats.lo[up_id, :2] - tol).all(axis=1)
+                       & (stats.hi[down_id, :2] <= stats.hi[up_id, :2] + tol).all(axis=1))
+            over &= ~covered
             above = stats.zmax[up_id] > stats.zmin[up_id] + tol
             # a flat piece inside its support, below its top (a mug's or a glass's inner bottom)
             # is part of it
@@ -186,7 +192,9 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         # chair's leg against the table's) stay two: parts of one object meet along a whole cut
         contact = np.bincount(inv, weights=length, minlength=len(uniq)) / 1.3
         smaller = np.minimum(stats.hsize[lo_id], stats.hsize[hi_id])
-        rests |= stands[lo_id] & stands[hi_id] & ~at_bottom & (contact < config.touch_ratio * smaller)
+        closed = stats.openness <= config.max_openness  # a strip of a surface is not an object of its own
+        rests |= (stands[lo_id] & stands[hi_id] & closed[lo_id] & closed[hi_id] & ~at_bottom
+                  & (contact < config.touch_ratio * smaller))
         # side and top contacts first (a cut through one object): they merge the fragments of a
         # support, so that what stands on it is then judged against the whole support
         merge = ~rests & ~at_bottom
