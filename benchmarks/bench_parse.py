@@ -5,6 +5,10 @@
     python benchmarks/bench_parse.py --split test --splat # the held-out split, also as 3DGS PLY
     python benchmarks/bench_parse.py --kinds room --no-large
 
+Labels: the weight-free labeller (``hiscene label``'s default) on each parsed scene: the share
+of true supports labelled ``table``, floors ``floor``, walls ``wall``, and of the other objects
+wrongly labelled ``table``.
+
 Scenes: :mod:`hiscene_sim.testing.scene_sets` (scene-synthesizer, pybullet_data and
 procedural furniture welded into one textured marching-cubes surface at extent/128 to
 extent/512; cached on disk after the first build). Per scene: mean matched IoU over
@@ -48,16 +52,57 @@ def bench_scene(spec: SetSpec, config: ParseConfig, splat: bool) -> dict:
         gaussians, _ = splat_of(fused)
         parsed = parse_gaussians(gaussians, config)
         score = score_gaussian_labels(fused, np.asarray(gaussians.means), parsed.labels, parsed.background)
+        labels = None
     else:
         parsed = parse_mesh(fused.mesh, config)
         score = score_face_labels(fused, parsed.labels, parsed.background)
     seconds = time.perf_counter() - t0
+    if not splat:
+        labels = label_shares(fused, parsed, score)
     return {
         "name": spec.name + (" (3DGS)" if splat else ""), "kind": spec.kind, "faces": len(fused.mesh.faces),
         "voxels_across": extent / fused.voxel_size, "iou": score.mean_iou, "n_pred": score.n_pred, "n_gt": score.n_gt,
         "count_ok": count_ok(spec.kind, score.n_pred, score.n_gt), "seconds": seconds,
-        "dropped": len(parsed.dropped), "per_object": ", ".join(f"{r.gt_name} {r.iou:.2f}" for r in score.rows),
+        "dropped": len(parsed.dropped), "labels": labels, "per_object": ", ".join(f"{r.gt_name} {r.iou:.2f}" for r in score.rows),
     }
+
+
+def label_shares(fused, parsed, score) -> dict:
+    """The weight-free labeller on the parsed scene: of the true supports (objects something
+    was placed on), floors and walls, how many carry ``table``, ``floor``, ``wall``; and how
+    many of the other objects were called ``table`` (false supports)."""
+    import tempfile
+    from pathlib import Path
+
+    from hiscene_sim.label.stage import LabelConfig, label_scene
+    from hiscene_sim.parse import parts_of_mesh, write_parsed_scene
+    from hiscene_sim.scene import load_scene
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "scene"
+        write_parsed_scene(parts_of_mesh(fused.mesh, parsed.labels), parsed, out, Path(tmp) / "fused.ply", ParseConfig())
+        label_scene(out, LabelConfig())
+        scene = load_scene(out)
+    label_of = {o.provenance.parameters["instance"]: o.label for o in scene.all_objects()}
+    supports = {p["support"] for p in fused.meta.get("pieces", []) if p["support"] not in (None, "floor")}
+    counts = {"support": [0, 0], "floor": [0, 0], "wall": [0, 0], "false_table": [0, 0]}
+    for r in score.rows:
+        if r.gt_name in supports:
+            counts["support"][1] += 1
+            counts["support"][0] += r.pred_index is not None and label_of.get(r.pred_index) == "table"
+        else:
+            counts["false_table"][1] += 1
+            counts["false_table"][0] += r.pred_index is not None and label_of.get(r.pred_index) == "table"
+    area = fused.mesh.area_faces
+    for i, obj in enumerate(fused.objects):
+        kind = "floor" if obj.label == "floor" else "wall" if obj.label.startswith("wall") else None
+        if kind is None:
+            continue
+        sel = fused.face_object == i
+        overlap = np.bincount(parsed.labels[sel], weights=area[sel])
+        counts[kind][1] += 1
+        counts[kind][0] += label_of.get(int(np.argmax(overlap))) == kind
+    return counts
 
 
 def large_child() -> None:
@@ -104,6 +149,10 @@ def main() -> None:
                 ok = sum(r["count_ok"] for r in sel)
                 print(f"{split} {kind}{' 3DGS' if splat else ''}: mean IoU {iou:.3f} (target >= {target_iou}), count {rule} in "
                       f"{ok}/{len(sel)} = {ok / len(sel):.0%} (target >= 80%), mean {np.mean([r['seconds'] for r in sel]):.1f} s/scene")
+                if not splat:
+                    found = {k: [sum(r["labels"][k][i] for r in sel) for i in (0, 1)] for k in sel[0]["labels"]}
+                    print(f"{split} {kind} weight-free labels: " + ", ".join(
+                        f"{k.replace('_', ' ')} {a}/{b}" + (f" = {a / b:.0%}" if b else "") for k, (a, b) in found.items()))
 
     if not args.no_large:
         load_set_scene(large_room())  # built here, so the child's peak memory is the parse's own

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from exporters.materials import ALL_LABELS, DEFAULT_MATERIAL, MATERIAL_FIELDS, Material, material_for_label
 
 ALL_FORMATS = ("urdf", "usd", "mjcf", "glb")
 
@@ -70,11 +72,13 @@ class ExportConfig:
     formats: tuple[str, ...] = ALL_FORMATS
     collision: CollisionConfig = field(default_factory=CollisionConfig)
     repair: RepairConfig = field(default_factory=RepairConfig)
+    # Materials by label (exporters/materials.py has the table and the override rule):
     densities: dict[str, float] = field(default_factory=dict)  # label -> kg/m^3, overrides the table
-    default_density: float | None = None  # overrides the table's fallback
-    static_friction: float = 0.8
-    dynamic_friction: float = 0.6
-    restitution: float = 0.0
+    materials: dict[str, dict[str, float]] = field(default_factory=dict)  # label -> {Material field: value}
+    default_density: float | None = None  # density of labels the table does not know
+    static_friction: float | None = None  # None: by label; a number: every object
+    dynamic_friction: float | None = None
+    restitution: float | None = None
     workers: int = 0  # processes for per-object work; 0 = all cores
     cache_dir: Path | None = None  # None = default_cache_dir(); hulls are cached there
 
@@ -82,6 +86,29 @@ class ExportConfig:
         unknown = set(self.formats) - set(ALL_FORMATS)
         if unknown or not self.formats:
             raise ValueError(f"unknown export formats {sorted(unknown)}; choose from {', '.join(ALL_FORMATS)}")
+        for label, values in self.material_overrides().items():
+            if set(values) - set(MATERIAL_FIELDS):
+                raise ValueError(f"materials[{label!r}]: unknown fields {sorted(set(values) - set(MATERIAL_FIELDS))}; "
+                                 f"use {', '.join(MATERIAL_FIELDS)}")
+            replace(self.default_material(), **values)  # raises on an invalid value (negative friction, ...)
+
+    def default_material(self) -> Material:
+        """The material of labels neither the table nor an override knows."""
+        return DEFAULT_MATERIAL if self.default_density is None else replace(DEFAULT_MATERIAL, density=self.default_density)
+
+    def material_overrides(self) -> dict[str, dict[str, float]]:
+        """The overrides in ``material_for_label``'s form: key "*" for every label, then per label."""
+        every = {name: getattr(self, name) for name in ("static_friction", "dynamic_friction", "restitution")}
+        overrides = {ALL_LABELS: {k: v for k, v in every.items() if v is not None}}
+        for label, density in self.densities.items():
+            overrides[label] = {"density": density}
+        for label, values in self.materials.items():
+            overrides[label] = {**overrides.get(label, {}), **values}
+        return overrides
+
+    def material(self, label: str) -> tuple[Material, str]:
+        """(material, matched key) of ``label`` with this config's overrides."""
+        return material_for_label(label, self.material_overrides(), self.default_material())
 
     def resolved_workers(self) -> int:
         return self.workers if self.workers > 0 else max(1, os.cpu_count() or 1)

@@ -37,6 +37,7 @@ class ExportResult:
 
 
 def _object_record(obj: PreparedObject, files: ObjectFiles, config: ExportConfig) -> dict:
+    material, key = config.material(obj.label)
     return {
         "id": obj.id,
         "label": obj.label,
@@ -46,9 +47,11 @@ def _object_record(obj: PreparedObject, files: ObjectFiles, config: ExportConfig
         "scale_baked": list(obj.scale),
         "mass": 0.0 if obj.is_background else obj.mass.mass,
         "mass_properties": asdict(obj.mass),
-        "static_friction": config.static_friction,
-        "dynamic_friction": config.dynamic_friction,
-        "restitution": config.restitution,
+        "material_key": key,
+        "density": obj.mass.density,
+        "static_friction": material.static_friction,
+        "dynamic_friction": material.dynamic_friction,
+        "restitution": material.restitution,
         "watertight": {"method": obj.repair_method, "faces": len(obj.visual.faces), "volume": obj.solid.volume},
         "collision": {"hulls": len(obj.hulls), "from_cache": obj.hulls_from_cache},
         "files": asdict(files),
@@ -136,6 +139,10 @@ def export_scene(
             "files": scene_files,
             "objects": [_object_record(o, files[o.id], config) for o in prepared],
             "collision_config": asdict(config.collision),
+            "material_overrides": {  # what the per-object values were looked up with (exporters/materials.py)
+                "static_friction": config.static_friction, "dynamic_friction": config.dynamic_friction,
+                "restitution": config.restitution, "materials": config.materials,
+            },
             "seconds": {k: round(v, 4) for k, v in seconds.items()},
             "warnings": warnings,
         }

@@ -1,4 +1,4 @@
-"""Mass, centre of mass and inertia from the watertight volume and a density by label."""
+"""Mass, centre of mass and inertia from the watertight volume and a density (by label: exporters/materials.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import trimesh
-
-from exporters.materials import density_for_label
 
 MIN_MASS = 1e-3  # kg; lighter bodies make simulators unstable
 
@@ -19,7 +17,7 @@ class MassProperties:
     inertia: tuple[tuple[float, float, float], ...]  # 3x3 kg m^2 about the centre of mass, local axes
     volume: float  # m^3 of the watertight mesh
     density: float  # kg/m^3 actually used (after any clamping to MIN_MASS)
-    density_source: str  # the density-table key (or "override", "default")
+    density_source: str  # the material key the density came from (see exporters.materials), or "default"
 
     def principal_axes(self) -> tuple[np.ndarray, np.ndarray]:
         """(moments (3,), rotation (3,3) with the principal axes as columns, det +1)."""
@@ -30,11 +28,11 @@ class MassProperties:
 
 
 def compute_mass_properties(
-    solid: trimesh.Trimesh, label: str, overrides: dict[str, float] | None = None, default: float | None = None
+    solid: trimesh.Trimesh, label: str, density: float, source: str
 ) -> tuple[MassProperties, list[str]]:
-    """Mass properties of the closed mesh ``solid`` (metres) filled at the label's density."""
+    """Mass properties of the closed mesh ``solid`` (metres) filled at ``density`` (kg/m^3);
+    ``source``: where the density came from, recorded."""
     warnings: list[str] = []
-    density, source = density_for_label(label, overrides, default)
     volume = float(solid.volume)
     if not np.isfinite(volume) or volume <= 0:
         raise ValueError(f"{label!r}: watertight mesh has no positive volume ({volume})")

@@ -21,10 +21,12 @@ Layout of the model (MuJoCo 3.x / 4.x):
   characters XML 1.0 cannot hold at all (C0 controls other than tab / newline / carriage
   return, U+FFFE/U+FFFF, lone surrogates) are replaced by U+FFFD.
 
-Contact: MuJoCo has one friction coefficient per geom ("sliding torsional rolling"); the
-sliding one is ``config.dynamic_friction``. Restitution has no direct MuJoCo counterpart; it
-is approximated through the damping ratio of ``solref`` (a damped spring whose coefficient
-of restitution is ``config.restitution``; 0 gives a critically damped, non-bouncing contact).
+Contact: every collision geom carries its object's material (``ExportConfig.material`` of the
+label). MuJoCo has one friction coefficient per geom ("sliding torsional rolling"); the
+sliding one is the material's dynamic friction (a contact takes the larger of its two geoms').
+Restitution has no direct MuJoCo counterpart; it is approximated through the damping ratio of
+``solref`` (a damped spring whose coefficient of restitution is the material's; 0 gives a
+critically damped, non-bouncing contact; a contact mixes its two geoms' ``solref``).
 """
 
 from __future__ import annotations
@@ -169,12 +171,7 @@ def mjcf_tree(
 
     default = ET.SubElement(root, "default")
     ET.SubElement(default, "mesh", inertia="shell")
-    ET.SubElement(
-        default, "geom",
-        friction=_vec((config.dynamic_friction, TORSIONAL_FRICTION, ROLLING_FRICTION)),
-        solref=_vec((CONTACT_TIMECONST, restitution_dampratio(config.restitution))),
-        solimp=_vec(SOLIMP),
-    )
+    ET.SubElement(default, "geom", solimp=_vec(SOLIMP))
     visual_class = ET.SubElement(default, "default", {"class": "visual"})
     ET.SubElement(visual_class, "geom", type="mesh", group="2", contype="0", conaffinity="0", mass="0", density="0")
     collision_class = ET.SubElement(default, "default", {"class": "collision"})
@@ -216,10 +213,16 @@ def mjcf_tree(
         if not obj.is_background:
             ET.SubElement(body, "freejoint", name=f"{obj.id}_joint")
             ET.SubElement(body, "inertial", inertial_attributes(obj))
-        ET.SubElement(body, "geom", {"name": visual_mesh, "class": "visual", "mesh": visual_mesh, "material": material})
+        physics, _ = config.material(obj.label)
+        contact = {  # on the visual geom too, where it changes nothing, so every geom of the body has it
+            "friction": _vec((physics.dynamic_friction, TORSIONAL_FRICTION, ROLLING_FRICTION)),
+            "solref": _vec((CONTACT_TIMECONST, restitution_dampratio(physics.restitution))),
+        }
+        visual = {"name": visual_mesh, "class": "visual", "mesh": visual_mesh, "material": material}
+        ET.SubElement(body, "geom", {**visual, **contact})
         for i in hull_indices:
             name = f"{obj.id}_hull_{i:03d}"
-            ET.SubElement(body, "geom", {"name": name, "class": "collision", "mesh": name})
+            ET.SubElement(body, "geom", {"name": name, "class": "collision", "mesh": name, **contact})
 
     if len(custom) == 0:
         root.remove(custom)

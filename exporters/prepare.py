@@ -1,4 +1,5 @@
-"""Per-object export work: load, bake scale, make watertight, decompose, mass properties.
+"""Per-object export work: load, bake scale, make watertight, decompose, mass properties,
+and the plausibility of the object's size and mass for its label.
 
 Objects are independent, so they are spread over processes (``ExportConfig.workers``).
 """
@@ -19,6 +20,7 @@ import trimesh
 from exporters.collision import decompose
 from exporters.config import ExportConfig
 from exporters.mass import MassProperties, compute_mass_properties
+from exporters.materials import Material, check_plausible
 from exporters.mesh_io import load_mesh
 from exporters.watertight import MeshError, make_watertight
 from hiscene_sim.scene import Scene, SceneObject
@@ -56,6 +58,7 @@ class ObjectTask:
     obj: SceneObject
     is_background: bool
     config: ExportConfig
+    material: tuple[Material, str] | None = None  # config.material(label), looked up once by the caller
 
 
 def bake_scale(mesh: trimesh.Trimesh, scale: tuple[float, float, float]) -> trimesh.Trimesh:
@@ -80,10 +83,15 @@ def prepare_object(task: ObjectTask) -> PreparedObject:
     seconds["watertight"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    material, key = task.material or config.material(obj.label)
     try:
-        mass, mass_warnings = compute_mass_properties(repaired.solid, obj.label, config.densities, config.default_density)
+        mass, mass_warnings = compute_mass_properties(repaired.solid, obj.label, material.density, key)
     except ValueError as exc:
         raise MeshError(f"{who}: {exc}") from None
+    if not task.is_background:
+        # largest extent of the local bounding box: within sqrt(3) of the oriented box's, which PLAUSIBLE_MARGIN covers
+        size = float(np.max(repaired.visual.extents))
+        mass_warnings += check_plausible(obj.label, size, mass.mass, obj.id, (material, key))
     seconds["mass"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -119,8 +127,10 @@ def prepare_scene(
     Runs in ``config.resolved_workers()`` processes when there is more than one object.
     The first object that fails stops the export with its error.
     """
-    tasks = [ObjectTask(Path(scene_dir), o, False, config) for o in scene.objects]
-    tasks += [ObjectTask(Path(scene_dir), o, True, config) for o in scene.background]
+    # materials are looked up here, so an unknown label is warned about once, in this process
+    materials = {o.label: config.material(o.label) for o in scene.all_objects()}
+    tasks = [ObjectTask(Path(scene_dir), o, False, config, materials[o.label]) for o in scene.objects]
+    tasks += [ObjectTask(Path(scene_dir), o, True, config, materials[o.label]) for o in scene.background]
     workers = min(config.resolved_workers(), len(tasks))
     results: list[PreparedObject] = []
     if workers <= 1:

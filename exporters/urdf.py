@@ -6,7 +6,8 @@
 - one ``<visual>`` (the watertight OBJ, texture through its MTL, plus a flat colour);
 - one ``<collision>`` per convex hull (PyBullet takes each OBJ's convex hull, which is exact
   here);
-- PyBullet's ``<contact>`` extension for friction and restitution;
+- PyBullet's ``<contact>`` extension: the label's dynamic friction as ``lateral_friction`` and its
+  restitution (``ExportConfig.material``; PyBullet multiplies the two bodies' values);
 - background objects get mass 0, which PyBullet treats as static (load with useFixedBase).
 Load with ``flags=pybullet.URDF_USE_INERTIA_FROM_FILE`` or PyBullet recomputes the inertia
 from the collision shapes.
@@ -40,11 +41,12 @@ def urdf_tree(obj: PreparedObject, files: ObjectFiles, urdf_dir: str, config: Ex
     robot = ET.Element("robot", name=obj.id)
     link = ET.SubElement(robot, "link", name=obj.id)
 
+    material, _ = config.material(obj.label)
     contact = ET.SubElement(link, "contact")
-    ET.SubElement(contact, "lateral_friction", value=f"{config.dynamic_friction:g}")
+    ET.SubElement(contact, "lateral_friction", value=f"{material.dynamic_friction:g}")
     ET.SubElement(contact, "rolling_friction", value="0.0001")
     ET.SubElement(contact, "spinning_friction", value="0.0001")
-    ET.SubElement(contact, "restitution", value=f"{config.restitution:g}")
+    ET.SubElement(contact, "restitution", value=f"{material.restitution:g}")
 
     inertial = ET.SubElement(link, "inertial")
     moments, axes = obj.mass.principal_axes()

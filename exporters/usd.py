@@ -8,11 +8,14 @@ Layout (metres, Z up, kilograms)::
         visual                          Mesh: welded (closed) surface, st / displayColor
         collision/hull_000 ...          Mesh, CollisionAPI, convexHull, purpose guide
         Looks/material                  UsdPreviewSurface (texture, vertex colours or constant)
-        Looks/physics_material          UsdPhysics.MaterialAPI (friction, restitution)
+        Looks/physics_material          UsdPhysics.MaterialAPI: the label's friction and restitution
       Background/<id>                   the same without RigidBodyAPI / MassAPI: static colliders
 
 Geometry is inline; textures are referenced relative to the stage file. Materials live
-under their object so an object prim can be referenced on its own into another stage.
+under their object so an object prim can be referenced on its own into another stage; the
+physics material holds the values of the object's label (``ExportConfig.material``; unknown
+labels and the catch-all background get the default material) and names its table key in
+``hiscene:material``.
 """
 
 from __future__ import annotations
@@ -158,12 +161,14 @@ def _write_visual(
 
 
 def _write_collision(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, config: ExportConfig) -> None:
-    """One convex-hull collider per hull, bound to the object's physics material."""
+    """One convex-hull collider per hull, bound to the physics material of the object's label."""
+    values, key = config.material(obj.label)
     material = UsdShade.Material.Define(stage, root.AppendPath("Looks/physics_material"))
     physics = UsdPhysics.MaterialAPI.Apply(material.GetPrim())
-    physics.CreateStaticFrictionAttr(float(config.static_friction))
-    physics.CreateDynamicFrictionAttr(float(config.dynamic_friction))
-    physics.CreateRestitutionAttr(float(config.restitution))
+    physics.CreateStaticFrictionAttr(float(values.static_friction))
+    physics.CreateDynamicFrictionAttr(float(values.dynamic_friction))
+    physics.CreateRestitutionAttr(float(values.restitution))
+    material.GetPrim().CreateAttribute("hiscene:material", Sdf.ValueTypeNames.String).Set(key)
     group = UsdGeom.Xform.Define(stage, root.AppendChild("collision"))
     for i, hull in enumerate(obj.hulls):
         mesh = UsdGeom.Mesh.Define(stage, group.GetPath().AppendChild(f"hull_{i:03d}"))

@@ -139,9 +139,9 @@ def _demo_from_nodes(args: argparse.Namespace) -> int:
     paths.root.mkdir(parents=True, exist_ok=True)
     build_desk_glb(paths.source_glb)
     print(f"1. built a desk scene from pybullet_data meshes: {paths.source_glb}")
-    print("2. import -> complete (views, A.3 occlusion analysis, geometric completion) -> export -> settle + validate (CPU):")
+    print("2. import -> complete (views, A.3 occlusion analysis, geometric completion) -> label (geometric: names kept) -> export -> settle + validate (CPU):")
     layout = PipelineLayout(paths.scene_dir, paths.export_dir, paths.root / "work", paths.root)
-    request = PipelineRequest(layout, ("import", "complete", "export", "validate"),
+    request = PipelineRequest(layout, ("import", "complete", "label", "export", "validate"),
                               source=read_scene_input(paths.source_glb, "import"), force=True)
     result = run_pipeline(request, PipelineOptions(export=export_config_from_args(args)), echo=lambda line: print("   " + line))
     verdict = {True: "PASS", False: "FAIL", None: "not validated"}[result.passed]
@@ -234,9 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     from hiscene_sim.batch.commands import add_batch_parser
     from hiscene_sim.complete.commands import add_complete_parser
     from hiscene_sim.generate.commands import add_generate_parser
+    from hiscene_sim.label.commands import add_label_parser
     from physics.commands import add_validate_parser
 
     add_complete_parser(sub)
+    add_label_parser(sub)
     add_generate_parser(sub)
     add_validate_parser(sub)
     add_batch_parser(sub)

@@ -21,6 +21,20 @@ PARSE_BACKENDS = (
 )
 
 
+def _material(text: str) -> tuple[str, str, float]:
+    """``mug:dynamic_friction=0.3`` -> ("mug", "dynamic_friction", 0.3)."""
+    scalar = ("density", "static_friction", "dynamic_friction", "restitution")
+    label, _, rest = text.rpartition(":")
+    name, _, value = rest.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        number = None
+    if not label.strip() or name not in scalar or number is None:
+        raise argparse.ArgumentTypeError(f"expected LABEL:FIELD=VALUE with FIELD one of {', '.join(scalar)}, got {text!r}")
+    return label.strip(), name, number
+
+
 def _density(text: str) -> tuple[str, float]:
     label, sep, value = text.rpartition("=")
     try:
@@ -76,7 +90,11 @@ def add_export_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
         g.add_argument("--seed", type=int, default=d.seed, help="CoACD random seed (default 0)")
     g.add_argument("--density", type=_density, action="append", default=[], metavar="LABEL=KG_PER_M3", help="override the density table for a label (repeatable)")
     g.add_argument("--default-density", type=float, default=None, help="density for labels not in the table")
-    g.add_argument("--friction", type=float, default=None, help="dynamic friction (static = friction / 0.75)")
+    g.add_argument("--friction", type=float, default=None,
+                   help="dynamic friction of every object (static = friction / 0.75; default: by label, exporters/materials.py)")
+    g.add_argument("--restitution", type=float, default=None, help="restitution of every object (default: by label)")
+    g.add_argument("--material", type=_material, action="append", default=[], metavar="LABEL:FIELD=VALUE",
+                   help="override one material value for a label, e.g. mug:dynamic_friction=0.3 (repeatable)")
     g.add_argument("--workers", type=int, default=0, help="processes for per-object work (default: all cores)")
     g.add_argument("--cache-dir", type=Path, default=None, help="collision cache (default $HISCENE_CACHE_DIR or ~/.cache/hiscene-sim)")
 
@@ -93,9 +111,16 @@ def export_config_from_args(args: argparse.Namespace, seed: int | None = None):
     coacd_seed = getattr(args, "seed", None) if seed is None else seed
     collision = dataclasses.replace(collision, seed=collision.seed if coacd_seed is None else coacd_seed)
     formats = tuple(f.strip().lower() for f in args.formats.split(",") if f.strip())
-    kwargs = {}
+    kwargs: dict = {}
     if args.friction is not None:
         kwargs = {"dynamic_friction": args.friction, "static_friction": args.friction / 0.75}
+    if args.restitution is not None:
+        kwargs["restitution"] = args.restitution
+    materials: dict[str, dict[str, float]] = {}
+    for label, name, value in args.material:
+        materials.setdefault(label, {})[name] = value
+    if materials:
+        kwargs["materials"] = materials
     return ExportConfig(
         formats=formats, collision=collision, densities=dict(args.density), default_density=args.default_density,
         workers=args.workers, cache_dir=args.cache_dir, **kwargs,

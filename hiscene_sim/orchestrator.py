@@ -40,13 +40,14 @@ from hiscene_sim.backends import BackendError
 from hiscene_sim.complete.stage import CompleteConfig
 from hiscene_sim.generate.config import GenerateConfig
 from hiscene_sim.inputs import SceneInput
+from hiscene_sim.label.stage import LabelConfig
 from hiscene_sim.ledger import LEDGER_FILE, Ledger, StageRecord, file_digest, stage_key
 from hiscene_sim.parse import ParseConfig
 from physics.config import ValidationConfig
 
 log = logging.getLogger(__name__)
 
-STAGES = ("image", "scene3d", "import", "parse", "complete", "regenerate", "background", "export", "validate")
+STAGES = ("image", "scene3d", "import", "parse", "complete", "label", "regenerate", "background", "export", "validate")
 WORK = "work"
 
 
@@ -56,6 +57,7 @@ class PipelineOptions:
 
     parse: ParseConfig = field(default_factory=ParseConfig)
     complete: CompleteConfig = field(default_factory=CompleteConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)  # with a prompt and no vocabulary: the prompt's nouns
     regeneration: str = "geometry"  # "geometry" (CPU) or "trellis" (Algorithm 3)
     export: ExportConfig = field(default_factory=ExportConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -163,6 +165,8 @@ def plan_backends(request: PipelineRequest, options: PipelineOptions, models: di
         if complete.judge not in JUDGES.names():
             raise BackendError(f"unknown occlusion judge {complete.judge!r} ({', '.join(JUDGES.names())})")
         backends["complete"] = f"{complete.judge}-judge+{complete.backend}"
+    if "label" in wanted:
+        backends["label"] = check_labeller(options.label, config)
     if "regenerate" in wanted:
         if options.regeneration == "trellis":
             config.weights_for("generate.instantmesh.weights")
@@ -179,6 +183,22 @@ def plan_backends(request: PipelineRequest, options: PipelineOptions, models: di
     if "validate" in wanted:
         backends["validate"] = "pybullet+mujoco"
     return backends
+
+
+def check_labeller(label: LabelConfig, config) -> str:
+    """The labeller's name, after checking what it needs (an endpoint and a model; local
+    weights) without building it."""
+    from hiscene_sim.label import LABELLERS
+
+    if label.backend not in LABELLERS.names():
+        raise BackendError(f"unknown labeller {label.backend!r} ({', '.join(LABELLERS.names())})")
+    if label.backend == "vlm":
+        from hiscene_sim.vlm_client import VlmConfig
+
+        VlmConfig.from_dict(label.backend_options.get("config")).validate(who="VLM labeller")
+    if label.backend == "clip" and not label.backend_options.get("weights"):
+        config.weights_for("generate.clip.weights")
+    return label.backend
 
 
 def check_output_dir(out_dir: Path) -> None:
@@ -339,6 +359,23 @@ def run_pipeline(
                 return run.timed("complete", call, stages.complete, src, out, options.complete, tick).summary
         run.step("complete", {"seed": seed, "judge": options.complete.judge, "config": _jsonable(options.complete)},
                  [out / "scene.json"], do_complete)
+        current = out
+    if "label" in wanted:
+        src, out = current, work / "labelled"
+        label_config = options.label
+        if not label_config.vocabulary and request.prompt:
+            from exporters.materials import DENSITY_TABLE
+            from hiscene_sim.label.base import prompt_vocabulary
+
+            label_config = replace(label_config, vocabulary=tuple(prompt_vocabulary(request.prompt, DENSITY_TABLE)))
+        if label_config.backend == "clip" and not label_config.backend_options.get("weights"):
+            label_config = replace(label_config, backend_options={"weights": options.generate.weights_for("generate.clip.weights")})
+
+        def do_label() -> str:
+            bar, tick = bars.over(f"label ({label_config.backend})", lambda: _n_objects(src))
+            with bar:
+                return run.timed("label", call, stages.label, src, out, label_config, tick).summary
+        run.step("label", {"config": _jsonable(label_config)}, [out / "scene.json"], do_label)
         current = out
     if "regenerate" in wanted:
         src, out = current, work / "regenerated"

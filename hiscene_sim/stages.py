@@ -172,6 +172,17 @@ def complete(in_dir: Path, out_dir: Path, config, progress: Progress = None) -> 
                        f"completed, {sum(r.occluder_pixels_left for r in results)} occluder pixels left", results)
 
 
+def label(in_dir: Path, out_dir: Path, config, progress: Progress = None) -> StageOutput:
+    """A semantic label per object (the paper's l_i): the configured labeller, ids following labels."""
+    from hiscene_sim.label.stage import label_scene
+
+    results = label_scene(in_dir, config, out_dir=out_dir, progress=progress)
+    fallbacks = sum(r.fell_back for r in results)
+    labels = sorted({r.label for r in results})
+    return StageOutput(f"{len(results)} objects by {config.backend}" + (f" ({fallbacks} fell back)" if fallbacks else "")
+                       + f": {', '.join(labels)}", results)
+
+
 def regenerate(in_dir: Path, out_dir: Path, backend: str, models: Models, progress: Progress = None) -> StageOutput:
     """Paper 3.4: ``geometry`` (each object's own surface made watertight) or ``trellis``
     (Algorithm 3, with the run's TRELLIS)."""

@@ -10,13 +10,16 @@ log records, exception messages or the config's ``repr``.
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import ipaddress
+import json
 import logging
 import os
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +41,68 @@ def snippet(text: str) -> str:
     """``text`` on one line, cut to ``MAX_SNIPPET`` characters."""
     flat = " ".join(text.split())
     return flat if len(flat) <= MAX_SNIPPET else flat[: MAX_SNIPPET - 3] + "..."
+
+
+_CURLY_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+
+
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The first candidate (fenced blocks first, then brace-balanced spans) that loads as a dict."""
+    for candidate in _candidates(text):
+        obj = _loads_lenient(candidate)
+        if isinstance(obj, dict):
+            return {str(k).strip().lower(): v for k, v in obj.items()}
+    return None
+
+
+def _candidates(text: str) -> Iterator[str]:
+    for match in re.finditer(r"```[ \t]*[A-Za-z]*[ \t]*\n?(.*?)```", text, flags=re.DOTALL):
+        yield match.group(1)
+        yield from _brace_spans(match.group(1))
+    yield from _brace_spans(text)
+
+
+def _brace_spans(text: str) -> Iterator[str]:
+    """Top-level ``{...}`` spans, skipping braces inside single- or double-quoted strings."""
+    depth, start, quote, escaped = 0, -1, "", False
+    for i, ch in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'" and depth > 0:
+            quote = ch
+        elif ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                yield text[start : i + 1]
+    if depth > 0 and start >= 0:  # unbalanced (e.g. a truncated answer): try the first '{' to the last '}'
+        end = text.rfind("}")
+        if end > start:
+            yield text[start : end + 1]
+
+
+def _loads_lenient(candidate: str) -> Any:
+    """``json.loads``, then without trailing commas / curly quotes, then as a Python literal (single quotes)."""
+    candidate = candidate.strip()
+    no_trailing = re.sub(r",\s*([}\]])", r"\1", candidate)
+    straight = no_trailing.translate(_CURLY_QUOTES)
+    for attempt in (candidate, no_trailing, straight):
+        try:
+            return json.loads(attempt)
+        except ValueError:
+            pass
+    try:
+        return ast.literal_eval(no_trailing)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
 
 
 class VlmError(RuntimeError):
@@ -140,7 +205,7 @@ def encode_png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _is_loopback(base_url: str) -> bool:
+def is_loopback(base_url: str) -> bool:
     host = urlsplit(base_url).hostname or ""
     if host == "localhost":
         return True
@@ -172,7 +237,7 @@ class VlmChat:
             raise BackendError(f"{who} needs the 'openai' package (pip install 'openai>=1.30')") from err
         self._openai = openai
         http_client = None
-        if _is_loopback(config.base_url or ""):
+        if is_loopback(config.base_url or ""):
             # A local server: never route through HTTP(S)_PROXY from the environment.
             http_client = openai.DefaultHttpxClient(trust_env=False)
         self._client = openai.OpenAI(

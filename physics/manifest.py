@@ -55,9 +55,11 @@ class ExportManifest:
     files: dict[str, str]  # format -> scene-level file, relative to export_dir
     objects: tuple[ExportedObject, ...]
     collision: CollisionConfig  # the CoACD settings it was exported with
-    static_friction: float
-    dynamic_friction: float
-    restitution: float
+    # the material overrides it was exported with (ExportConfig's; None = by label)
+    static_friction: float | None
+    dynamic_friction: float | None
+    restitution: float | None
+    materials: dict[str, dict]
 
     @property
     def foreground(self) -> list[ExportedObject]:
@@ -79,7 +81,7 @@ class ExportManifest:
 
     def export_config(self):
         """The ExportConfig this export was made with, as far as export.json records it:
-        formats, CoACD settings, friction, restitution, and every density that differs from
+        formats, CoACD settings, the material overrides, and every density that differs from
         the density table as a per-label override (so each object keeps its mass)."""
         from exporters.config import ExportConfig
         from exporters.mass import MIN_MASS
@@ -92,7 +94,7 @@ class ExportManifest:
             if not math.isclose(density_for_label(o.label)[0], o.density, rel_tol=1e-9):
                 densities[o.label] = o.density  # an override (or --default-density): keep it per label
         return ExportConfig(
-            formats=self.formats, collision=self.collision, densities=densities,
+            formats=self.formats, collision=self.collision, densities=densities, materials=self.materials,
             static_friction=self.static_friction, dynamic_friction=self.dynamic_friction, restitution=self.restitution,
         )
 
@@ -120,6 +122,10 @@ def _vec(value, n: int, where: str) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
+def _optional_float(value) -> float | None:
+    return None if value is None else float(value)
+
+
 def _collision_config(data: dict) -> CollisionConfig:
     known = set(CollisionConfig.__dataclass_fields__)
     return CollisionConfig(**{k: v for k, v in data.items() if k in known})
@@ -145,7 +151,10 @@ def read_manifest(export_dir: str | Path) -> ExportManifest:
                 mass=float(rec.get("mass", 0.0)), density=mass_props.get("density"),
                 urdf=files.get("urdf"), hulls=tuple(files.get("hulls", [])),
             ))
+        # exports before per-label materials had one friction / restitution for all objects
         first = data["objects"][0] if data["objects"] else {}
+        legacy = {k: first.get(k) for k in ("static_friction", "dynamic_friction", "restitution")}
+        overrides = data.get("material_overrides", legacy)
         return ExportManifest(
             export_dir=export_dir,
             scene=str(data.get("scene", "scene")),
@@ -154,9 +163,10 @@ def read_manifest(export_dir: str | Path) -> ExportManifest:
             files=dict(data.get("files", {})),
             objects=tuple(objects),
             collision=_collision_config(data.get("collision_config", {})),
-            static_friction=float(first.get("static_friction", 0.8)),
-            dynamic_friction=float(first.get("dynamic_friction", 0.6)),
-            restitution=float(first.get("restitution", 0.0)),
+            static_friction=_optional_float(overrides.get("static_friction")),
+            dynamic_friction=_optional_float(overrides.get("dynamic_friction")),
+            restitution=_optional_float(overrides.get("restitution")),
+            materials=dict(overrides.get("materials") or {}),
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SceneError):

@@ -50,7 +50,7 @@ def test_from_scene_gives_a_validated_export_with_one_rigid_body_per_object(gene
     finally:
         p.disconnect(cid)
     ledger = json.loads((out / "pipeline.json").read_text())
-    assert [s["name"] for s in ledger["stages"]] == ["scene3d", "parse", "complete", "regenerate", "background", "export", "validate"]
+    assert [s["name"] for s in ledger["stages"]] == ["scene3d", "parse", "complete", "label", "regenerate", "background", "export", "validate"]
     assert all(s["backend"] and s["seconds"] >= 0 for s in ledger["stages"])
 
 
@@ -60,7 +60,7 @@ def test_a_second_run_resumes_and_skips_every_finished_stage(generated, capsys):
     t0 = time.perf_counter()
     assert main(["generate", "--from-scene", str(path), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.count("skipped: done in an earlier run") == 7
+    assert text.count("skipped: done in an earlier run") == 8
     assert (out / "scene.json").read_text() == before
     assert time.perf_counter() - t0 < first_seconds / 3
 
@@ -157,7 +157,9 @@ def test_a_prompt_runs_through_flux_and_the_trellis_adapter(tmp_path):
     result = generate_scene(GenerateRequest(out, prompt="a cube and a duck on the floor"), GenerateConfig(candidates=2),
                             models={"flux": flux, "trellis": TrellisImageTo3D(pipeline=fake), "clip": None})
     assert result.passed
-    assert [s.name for s in result.stages] == ["image", "scene3d", "parse", "complete", "regenerate", "background", "export", "validate"]
+    assert [s.name for s in result.stages] == ["image", "scene3d", "parse", "complete", "label", "regenerate", "background", "export", "validate"]
+    label = next(p for p in load_scene(out).provenance if p.stage == "label")
+    assert label.parameters["vocabulary"] == ["cube", "duck", "floor"]  # the prompt's nouns
     record = json.loads((out / "work" / "candidates.json").read_text())
     assert record["method"] == "first" and len(record["seeds"]) == 2
     assert (out / "work" / "candidate_1.png").is_file()

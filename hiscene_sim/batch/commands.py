@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from hiscene_sim.label.commands import add_label_options
 from hiscene_sim.options import add_export_options, add_parse_options, export_config_from_args, parse_config_from_args
 
 BATCH_BACKENDS = (
@@ -115,6 +116,7 @@ def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
     g.add_argument("--require-agreement", action="store_true", help="also fail when PyBullet and MuJoCo disagree")
     g.add_argument("--no-render", action="store_true", help="skip the renders (the contact sheet then has none)")
     add_parse_options(p)
+    add_label_options(p)
     add_export_options(p)
     for action in p._actions:  # the export options' --workers means something narrower here
         if action.dest == "workers":
@@ -134,8 +136,10 @@ def config_from_args(args: argparse.Namespace):
     )
     variants = VariantConfig(count=args.variants, position_m=args.jitter_pos_cm / 100.0, yaw_deg=args.jitter_yaw_deg,
                              scale=args.jitter_scale, seed=args.variant_seed, attempts=args.variant_attempts)
+    from hiscene_sim.label.commands import label_config_from_args
+
     config = BatchConfig(
-        parse=parse_config_from_args(args), export=export_config_from_args(args), validation=validation, variants=variants, glb_mode=args.glb_mode,
+        parse=parse_config_from_args(args), label=label_config_from_args(args), export=export_config_from_args(args), validation=validation, variants=variants, glb_mode=args.glb_mode,
         seed=args.prompt_seed, max_retries=args.max_retries,
         generate_config=str(args.generate_config.resolve()) if args.generate_config else None,
     )

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from exporters.config import ExportConfig
+from hiscene_sim.label.stage import LabelConfig
 from hiscene_sim.naming import safe_identifier
 from hiscene_sim.parse import ParseConfig
 from physics.config import ValidationConfig
@@ -106,6 +107,7 @@ def _default_resources() -> dict[str, StageResources]:
 @dataclass(frozen=True)
 class BatchConfig:
     parse: ParseConfig = field(default_factory=ParseConfig)
+    label: LabelConfig = field(default_factory=LabelConfig)
     export: ExportConfig = field(default_factory=lambda: ExportConfig(workers=1))
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     variants: VariantConfig = field(default_factory=VariantConfig)
@@ -133,6 +135,7 @@ class BatchConfig:
         params = {
             "batch_version": BATCH_VERSION,
             "parse": asdict(self.parse),
+            "label": json.loads(json.dumps(asdict(self.label), default=str)),
             "export": export,
             "validation": asdict(self.validation),
             "variants": asdict(self.variants),

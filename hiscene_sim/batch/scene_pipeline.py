@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 # the orchestrator's stages -> the batch's resource names (``--stage-resources``)
 RESOURCE_OF_STAGE = {
     "image": "generate", "scene3d": "generate", "regenerate": "generate", "background": "generate",
-    "import": "parse", "parse": "parse", "complete": "parse",
+    "import": "parse", "parse": "parse", "complete": "parse", "label": "parse",
     "export": "export", "settle": "validate", "validate": "validate",
 }
 
@@ -30,7 +30,7 @@ def stage_export_config(config: BatchConfig):
 def pipeline_options(config: BatchConfig):
     from hiscene_sim.orchestrator import PipelineOptions
 
-    return PipelineOptions(parse=config.parse, export=stage_export_config(config), validation=config.validation)
+    return PipelineOptions(parse=config.parse, label=config.label, export=stage_export_config(config), validation=config.validation)
 
 
 def scene_pipeline(source, root: Path, config: BatchConfig, stages: tuple[str, ...]):

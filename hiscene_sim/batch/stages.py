@@ -67,18 +67,18 @@ log = logging.getLogger(__name__)
 __all__ = ["RECORD_FILE", "run_scene", "generate_stage"]
 
 FILE_STAGES = {
-    "fused-mesh": ("parse", "complete", "regenerate", "export", "validate"),
-    "gaussians": ("parse", "complete", "regenerate", "export", "validate"),
-    "multi-node": ("import", "complete", "export", "validate"),
+    "fused-mesh": ("parse", "complete", "label", "regenerate", "export", "validate"),
+    "gaussians": ("parse", "complete", "label", "regenerate", "export", "validate"),
+    "multi-node": ("import", "complete", "label", "export", "validate"),
     "scene-dir": ("export", "validate"),
 }
 MADE_BY = {"fused-mesh": "parse", "gaussians": "parse", "multi-node": "import", "scene-dir": "copy"}
 
 
-def generate_stage(prompt: str, out_dir: str, seed: int, config_file: str | None = None) -> str:
+def generate_stage(prompt: str, out_dir: str, seed: int, config_file: str | None = None, label=None) -> str:
     """Prompt -> a scene dir with ``hiscene_sim.generate.pipeline.generate_scene`` (the
     orchestrator from text-to-image to the background, weights from ``$HISCENE_*_WEIGHTS`` or
-    ``config_file``); returns the scene dir it made. A generation entry point with the plain
+    ``config_file``; ``label``: the labelling settings, a LabelConfig); returns the scene dir it made. A generation entry point with the plain
     ``generate_scene(prompt, out_dir, seed)`` signature (a stand-in) is called so. A pipeline
     that cannot be imported, or whose backends have no weights here, is
     :class:`GenerationUnavailable`."""
@@ -98,11 +98,13 @@ def generate_stage(prompt: str, out_dir: str, seed: int, config_file: str | None
     if hasattr(pipeline, "GenerateRequest"):
         from hiscene_sim.backends import BackendError
         from hiscene_sim.generate.config import GenerateConfig
+        from hiscene_sim.orchestrator import PipelineOptions
 
+        options = PipelineOptions(label=label) if label is not None else None
         try:
             gconfig = GenerateConfig.load(Path(config_file) if config_file else None, seed=seed)
             result = generate_scene(pipeline.GenerateRequest(out_dir=out, prompt=prompt, until="background"), gconfig,
-                                    echo=log.info, progress=False)
+                                    echo=log.info, progress=False, options=options)
         except BackendError as exc:
             raise GenerationUnavailable(f"generation backend unavailable: {exc}") from None
         return str(result.scene_dir)
@@ -151,7 +153,7 @@ def _run_stages(job: SceneJob, tmp: Path, config: BatchConfig, seconds: dict):
     if job.kind == "prompt":
         t0 = time.perf_counter()
         made = Path(call_stage("generate", config, generate_stage, job.input, str(tmp / "work" / "generate"), job.seed,
-                               config.generate_config))
+                               config.generate_config, config.label))
         seconds["generate"] = round(time.perf_counter() - t0, 3)
         source, made_by = read_scene_input(made, "parse"), "generate"
     else:

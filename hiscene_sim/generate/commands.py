@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from hiscene_sim.label.commands import LABEL_BACKENDS, add_label_options, label_config_from_args
 from hiscene_sim.options import add_export_options, add_parse_options, export_config_from_args, parse_config_from_args
 
 GENERATE_HELP = (
@@ -13,7 +14,8 @@ GENERATE_HELP = (
     "image-to-3D = TRELLIS (generate.trellis.weights); parse = CPU (Embree views, geometric segmenter, contrastive "
     "lifting); completion = geometric (CPU, default) or svd (completion.svd.weights); regeneration = geometry (CPU, "
     "default: the object's own surface made watertight) or trellis (Algorithm 3 with an InstantMesh prior: "
-    "generate.instantmesh.weights + generate.trellis.weights); background = paper D ('A background of ...', FLUX + TRELLIS) with a prompt, else the parsed one with a flat floor; export = trimesh + CoACD "
+    "generate.instantmesh.weights + generate.trellis.weights); background = paper D ('A background of ...', FLUX + TRELLIS) with a prompt, else the parsed one with a flat floor; "
+    "labels: see below (with a prompt and no --vocab, the prompt's nouns are the vocabulary); export = trimesh + CoACD "
     "+ usd-core; validation = PyBullet settle + MuJoCo check. With no weights, --from-scene runs everything on CPU; a "
     "prompt or --from-image needs the FLUX / TRELLIS weights and fails before any work without them. Weights: the "
     "flags below, $HISCENE_<NAME>_WEIGHTS, or --config FILE.json ({\"generate\": {\"flux\": {\"weights\": PATH}}})."
@@ -25,7 +27,7 @@ def add_generate_parser(sub) -> None:
         "generate", help="prompt / image / fused scene -> parsed, completed, regenerated, exported and validated sim scene",
         description="Run the HiScene pipeline into one folder: DIR is the final scene dir, DIR/export the settled and "
         "validated sim export, DIR/work the intermediate stages, DIR/pipeline.json what each stage did (a re-run resumes; "
-        "--force redoes). Exit status 1 when validation fails. " + GENERATE_HELP,
+        "--force redoes). Exit status 1 when validation fails. " + GENERATE_HELP + " " + LABEL_BACKENDS,
     )
     p.add_argument("prompt", nargs="?", help='what to generate, e.g. "a cozy reading corner" ("Isometric view of " is prefixed)')
     p.add_argument("--from-image", type=Path, help="start from an isometric scene image (skips text-to-image)")
@@ -42,6 +44,7 @@ def add_generate_parser(sub) -> None:
         p.add_argument(f"--{name}-weights", type=Path, help=f"local {name} weights directory")
     p.add_argument("--json", action="store_true", help="print the stage summary as JSON")
     add_parse_options(p)
+    add_label_options(p)
     add_export_options(p, seed=False)
     p.set_defaults(func=cmd_generate)
 
@@ -59,7 +62,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     config = GenerateConfig.load(args.config, overrides, completion_backend=args.completion, judge=args.judge,
                                  regeneration_backend=args.regenerate, candidates=args.candidates, seed=args.seed)
     request = GenerateRequest(args.out, args.prompt, args.from_image, args.from_scene, args.force)
-    options = PipelineOptions(parse=parse_config_from_args(args), export=export_config_from_args(args, seed=0))
+    options = PipelineOptions(parse=parse_config_from_args(args), label=label_config_from_args(args),
+                              export=export_config_from_args(args, seed=0))
     result = generate_scene(request, config, echo=(lambda s: None) if args.json else print, options=options)
     if args.json:
         print(json.dumps(result_json(result), indent=1, default=str))

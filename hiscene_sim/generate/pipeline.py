@@ -36,7 +36,7 @@ from hiscene_sim.orchestrator import (
 
 __all__ = ["WORK", "GenerateRequest", "generate_scene", "needed_stages", "pipeline_options", "result_json"]
 
-GENERATE_STAGES = ("image", "scene3d", "parse", "complete", "regenerate", "background", "export", "validate")
+GENERATE_STAGES = ("image", "scene3d", "parse", "complete", "label", "regenerate", "background", "export", "validate")
 
 
 @dataclass

@@ -39,8 +39,9 @@ class LabelItem:
             ``render:az=30,el=20``), recorded in ``label_source``.
         kind: what parsing called it: ``object``, ``floor``, ``wall`` or ``background``.
         supports: ids of objects resting on this object's top.
-        top_area: area (m^2) of its upward-facing surface near its top.
+        top_area: area (m^2) of its upward-facing surface where what it supports stands (else at its top).
         footprint_area: area (m^2) of its horizontal bounding box.
+        supported_footprint: the largest footprint (m^2) of the objects resting on it.
         size: (3,) extents of its axis-aligned bounding box, metres.
         current_label: the label it has now.
     """
@@ -52,6 +53,7 @@ class LabelItem:
     supports: tuple[str, ...] = ()
     top_area: float = 0.0
     footprint_area: float = 0.0
+    supported_footprint: float = 0.0
     size: tuple[float, float, float] = (0.0, 0.0, 0.0)
     current_label: str = FALLBACK_LABEL
 
@@ -165,3 +167,37 @@ def match_vocabulary(label: str, vocabulary: Sequence[str]) -> str | None:
         if re.search(rf"(^| ){re.escape(entry)}$", label) or re.search(rf"(^| ){re.escape(entry)}( |$)", label):
             return entry
     return None
+
+
+_PROMPT_SPLIT = re.compile(r",|;|\band\b|\bwith\b|\bon\b|\bin\b|\bunder\b|\bnext to\b|\bbeside\b|\bnear\b|\bof\b|\bby\b")
+_COUNT = re.compile(r"^(?:\d+|two|three|four|five|six|seven|eight|nine|ten|several|many|few|a few|some)\s+")
+
+
+def prompt_vocabulary(prompt: str, known: Sequence[str] = ()) -> list[str]:
+    """The nouns of a scene prompt, as a vocabulary: ``"a minimalist workspace with a desk, a
+    laptop and a swivel chair"`` -> ``["workspace", "desk", "laptop", "swivel chair"]``.
+
+    The prompt is cut at commas and at the joining words ("and", "with", "on", ...); from each
+    piece the article and count go, and what stays is the longest ``known`` category it
+    ends with, or ends nearest the end (``known``: e.g. the material table's keys), else its last word.
+    A rule, not a parser: adjectives before an unknown noun are dropped."""
+    out: list[str] = []
+    known_sorted = [k.lower() for k in known]
+    for piece in _PROMPT_SPLIT.split(prompt.lower()):
+        words = " ".join(re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", piece))
+        words = _ARTICLE.sub("", words)
+        words = _COUNT.sub("", words)
+        if not words:
+            continue
+        singular_words = " ".join(singular(w) for w in words.split())
+        # the head noun is the last one: of the known categories in the piece, the one ending last
+        # (then the longest: "swivel chair" before "chair")
+        hits = [(m.end(), len(k), k) for k in known_sorted for m in re.finditer(rf"(?:^| ){re.escape(k)}(?= |$)", singular_words)]
+        hit = max(hits)[2] if hits else None
+        noun = hit or singular(words.split()[-1])
+        if noun in ("view", "scene", "image") and not hit:  # "Isometric view of ..."
+            continue
+        label = normalise_label(noun)
+        if label and label not in out:
+            out.append(label)
+    return out

@@ -10,11 +10,9 @@ Configuration and transport: :mod:`hiscene_sim.vlm_client` (shared with the labe
 
 from __future__ import annotations
 
-import ast
-import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -29,6 +27,7 @@ from hiscene_sim.vlm_client import (  # noqa: F401 (re-exported: the occlusion j
     VlmError,
     encode_png_data_url,
 )
+from hiscene_sim.vlm_client import first_json_object as _first_json_object
 from hiscene_sim.vlm_client import snippet as _snippet
 
 logger = logging.getLogger(__name__)
@@ -59,7 +58,6 @@ PROMPT_TEMPLATE = (
 )
 
 _REASON_KEYS = ("2_description", "2_reason", "reason", "description_2")
-_CURLY_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -86,65 +84,6 @@ def _undetermined(reason: str, description: str = "") -> OcclusionVerdict:
     return OcclusionVerdict(Occlusion.UNDETERMINED, description=description, reason=reason, backend=BACKEND_NAME)
 
 
-
-
-def _first_json_object(text: str) -> dict[str, Any] | None:
-    """The first candidate (fenced blocks first, then brace-balanced spans) that loads as a dict."""
-    for candidate in _candidates(text):
-        obj = _loads_lenient(candidate)
-        if isinstance(obj, dict):
-            return {str(k).strip().lower(): v for k, v in obj.items()}
-    return None
-
-
-def _candidates(text: str) -> Iterator[str]:
-    for match in re.finditer(r"```[ \t]*[A-Za-z]*[ \t]*\n?(.*?)```", text, flags=re.DOTALL):
-        yield match.group(1)
-        yield from _brace_spans(match.group(1))
-    yield from _brace_spans(text)
-
-
-def _brace_spans(text: str) -> Iterator[str]:
-    """Top-level ``{...}`` spans, skipping braces inside single- or double-quoted strings."""
-    depth, start, quote, escaped = 0, -1, "", False
-    for i, ch in enumerate(text):
-        if quote:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "\"'" and depth > 0:
-            quote = ch
-        elif ch == "{":
-            if depth == 0:
-                start = i
-            depth += 1
-        elif ch == "}" and depth > 0:
-            depth -= 1
-            if depth == 0:
-                yield text[start : i + 1]
-    if depth > 0 and start >= 0:  # unbalanced (e.g. a truncated answer): try the first '{' to the last '}'
-        end = text.rfind("}")
-        if end > start:
-            yield text[start : end + 1]
-
-
-def _loads_lenient(candidate: str) -> Any:
-    """``json.loads``, then without trailing commas / curly quotes, then as a Python literal (single quotes)."""
-    candidate = candidate.strip()
-    no_trailing = re.sub(r",\s*([}\]])", r"\1", candidate)
-    straight = no_trailing.translate(_CURLY_QUOTES)
-    for attempt in (candidate, no_trailing, straight):
-        try:
-            return json.loads(attempt)
-        except ValueError:
-            pass
-    try:
-        return ast.literal_eval(no_trailing)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
 
 
 def _occlusion_value(value: Any) -> Occlusion | None:
