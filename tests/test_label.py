@@ -394,3 +394,20 @@ def test_vlm_labels_every_object_of_a_parsed_scene_through_generate(vlm, tmp_pat
     model = mujoco.MjModel.from_xml_path(str(export / files["mjcf"]))
     assert read_label(model, "duck_1") == "duck" and read_label(model, "cube_1") == "cube"
     assert API_KEY not in (out / "scene.json").read_text() + (out / "pipeline.json").read_text()
+
+
+def test_generate_and_batch_pass_the_labelling_options(tmp_path):
+    from hiscene_sim.batch.commands import config_from_args
+    from hiscene_sim.cli import build_parser
+
+    (tmp_path / "vocab.txt").write_text("Mugs\nbowl\n\n")
+    args = build_parser().parse_args(["batch", "in.glb", "--out", str(tmp_path / "b"), "--labeller", "vlm", "--vlm-url",
+                                      "http://127.0.0.1:8000/v1", "--vlm-model", "m", "--vocab-file", str(tmp_path / "vocab.txt")])
+    config = config_from_args(args)
+    assert config.label.backend == "vlm" and config.label.vocabulary == ("mug", "bowl")
+    assert config.label.backend_options["config"]["base_url"] == "http://127.0.0.1:8000/v1"
+    assert config.key_parameters()["label"]["vocabulary"] == ["mug", "bowl"]  # a new vocabulary is a new scene
+    from hiscene_sim.label.commands import label_config_from_args
+
+    args = build_parser().parse_args(["generate", "--from-scene", "x.glb", "--out", str(tmp_path / "g"), "--vocab", "desk, chair"])
+    assert label_config_from_args(args).vocabulary == ("desk", "chair")
