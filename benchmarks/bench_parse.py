@@ -118,7 +118,8 @@ def large_child() -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "test", "both"], default="both")
+    ap.add_argument("--split", choices=["dev", "test", "holdout", "both", "all"], default="both",
+                    help="both: dev and test; all: dev, test and holdout")
     ap.add_argument("--kinds", default="tabletop,room")
     ap.add_argument("--splat", action="store_true", help="also parse each scene written as 3D Gaussians")
     ap.add_argument("--no-large", action="store_true")
@@ -129,7 +130,8 @@ def main() -> None:
         return
     config = ParseConfig()
     kinds = tuple(args.kinds.split(","))
-    for split in (["dev", "test"] if args.split == "both" else [args.split]):
+    splits = {"both": ["dev", "test"], "all": ["dev", "test", "holdout"]}.get(args.split, [args.split])
+    for split in splits:
         rows = []
         print(f"\n## split {split}" + ("  (tuned on)" if split == "dev" else "  (held out: never looked at while tuning)"))
         print(f"{'scene':24s} {'faces':>7s} {'vox':>4s} {'IoU':>6s} {'pred/true':>9s} {'ok':>3s} {'s':>6s} {'drop':>4s}  per object")

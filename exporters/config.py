@@ -79,6 +79,7 @@ class ExportConfig:
     static_friction: float | None = None  # None: by label; a number: every object
     dynamic_friction: float | None = None
     restitution: float | None = None
+    ground: bool = True  # a static ground plane under a scene without a floor (exporters/ground.py)
     workers: int = 0  # processes for per-object work; 0 = all cores
     cache_dir: Path | None = None  # None = default_cache_dir(); hulls are cached there
 

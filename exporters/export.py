@@ -1,5 +1,9 @@
 """``hiscene export``: scene dir -> a folder PyBullet, MuJoCo and Isaac Sim load as-is.
 
+A scene without a floor under its objects gets a static ground plane at its lowest point in
+URDF, MJCF and USD, recorded in export.json's ``ground`` (``exporters/ground.py``;
+``ExportConfig.ground = False`` opts out).
+
 The export dir is built in a temp sibling and renamed into place at the end, so a failed
 export leaves nothing behind and a previous export stays intact until the new one is whole.
 """
@@ -13,11 +17,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from exporters.config import ExportConfig
 from exporters.glb import write_glb
+from exporters.ground import GroundPlan, SceneBody, plan_ground
 from exporters.layout import GLB_FILE, MANIFEST, PYBULLET_LOADER, ObjectFiles, write_object_files
 from exporters.prepare import PreparedObject, prepare_scene
 from hiscene_sim.atomic import atomic_directory, atomic_write_text, check_replaceable
+from hiscene_sim.rotations import rotation_from_quaternion, unit_quaternion
 from hiscene_sim.scene import SceneError, load_scene
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,7 @@ class ExportResult:
     objects: list[PreparedObject]
     files: dict[str, ObjectFiles]
     scene_files: dict[str, str]  # format -> path relative to export_dir
+    ground: GroundPlan | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -60,18 +69,40 @@ def _object_record(obj: PreparedObject, files: ObjectFiles, config: ExportConfig
     }
 
 
+def _ground_record(ground: GroundPlan, config: ExportConfig) -> dict:
+    record = ground.to_json()
+    if ground.added:
+        material, key = config.material(record["label"])
+        record.update(material_key=key, static_friction=material.static_friction,
+                      dynamic_friction=material.dynamic_friction, restitution=material.restitution)
+    return record
+
+
+def scene_bodies(prepared: list[PreparedObject]) -> list[SceneBody]:
+    """Each object's collision-hull vertices in the world, for the ground decision."""
+    out = []
+    for obj in prepared:
+        rot = rotation_from_quaternion(unit_quaternion(obj.orientation))
+        local = [np.asarray(h.vertices, dtype=float) for h in obj.hulls]
+        pts = np.concatenate(local) @ rot.T + np.asarray(obj.position, dtype=float) if local else np.zeros((0, 3))
+        out.append(SceneBody(obj.id, obj.label, obj.is_background, pts))
+    return out
+
+
 def _writers(
-    prepared: list[PreparedObject], files: dict[str, ObjectFiles], out: Path, config: ExportConfig
+    prepared: list[PreparedObject], files: dict[str, ObjectFiles], out: Path, config: ExportConfig, ground: GroundPlan
 ) -> dict[str, Callable[[], Path]]:
     """format -> a function writing it into ``out`` and returning the scene-level file.
     Writers are imported only when their format is asked for."""
     writers: dict[str, Callable[[], Path]] = {}
     if "urdf" in config.formats:
         from exporters import pybullet_loader
-        from exporters.urdf import write_urdfs
+        from exporters.urdf import write_ground_urdf, write_urdfs
 
         def urdf() -> Path:
             write_urdfs(prepared, files, out, config)
+            if ground.added:
+                ground.files.update(write_ground_urdf(ground, out, config))
             atomic_write_text(out / PYBULLET_LOADER, Path(pybullet_loader.__file__).read_text(encoding="utf-8"))
             return out / PYBULLET_LOADER
 
@@ -79,11 +110,11 @@ def _writers(
     if "usd" in config.formats:
         from exporters.usd import write_usd
 
-        writers["usd"] = lambda: write_usd(prepared, files, out, config)
+        writers["usd"] = lambda: write_usd(prepared, files, out, config, ground)
     if "mjcf" in config.formats:
         from exporters.mjcf import write_mjcf
 
-        writers["mjcf"] = lambda: write_mjcf(prepared, files, out, config)
+        writers["mjcf"] = lambda: write_mjcf(prepared, files, out, config, ground)
     if "glb" in config.formats:
         writers["glb"] = lambda: write_glb(prepared, out / GLB_FILE)
     return writers
@@ -114,13 +145,16 @@ def export_scene(
     warnings = [w for o in prepared for w in o.warnings]
     for w in warnings:
         log.warning(w)
+    ground = plan_ground(scene_bodies(prepared), config.ground, {o.id for o in prepared})
+    if ground.added:
+        log.info("ground plane: %s", ground.reason)
 
     scene_files: dict[str, str] = {}
     with atomic_directory(out_dir) as tmp:
         t0 = time.perf_counter()
         files = {o.id: write_object_files(o, tmp) for o in prepared}
         seconds["meshes"] = time.perf_counter() - t0
-        writers = _writers(prepared, files, tmp, config)
+        writers = _writers(prepared, files, tmp, config, ground)
         for fmt, write in writers.items():
             t0 = time.perf_counter()
             scene_files[fmt] = write().relative_to(tmp).as_posix()
@@ -138,6 +172,7 @@ def export_scene(
             "formats": list(config.formats),
             "files": scene_files,
             "objects": [_object_record(o, files[o.id], config) for o in prepared],
+            "ground": _ground_record(ground, config),
             "collision_config": asdict(config.collision),
             "material_overrides": {  # what the per-object values were looked up with (exporters/materials.py)
                 "static_friction": config.static_friction, "dynamic_friction": config.dynamic_friction,
@@ -147,4 +182,4 @@ def export_scene(
             "warnings": warnings,
         }
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return ExportResult(out_dir, prepared, files, scene_files, seconds, warnings)
+    return ExportResult(out_dir, prepared, files, scene_files, ground, seconds, warnings)

@@ -14,16 +14,20 @@ Layout of the model (MuJoCo 3.x / 4.x):
   hull and the visual mesh as a non-colliding, massless geom (class ``visual``, group 2)
   with a per-object material (the texture, or the mesh's mean colour);
 - background object -> the same body without joint and inertial: it is welded to the world
-  (a static collider; the floor comes from the background objects, there is no ground plane);
+  (a static collider); the floor comes from the background objects, and a scene without a
+  floor under its objects gets a ground plane, ``<geom name="ground_plane" type="plane">``
+  in the worldbody at the scene's lowest point (``exporters/ground.py``);
 - the label of object ``<id>`` is ``<custom><text name="label:<id>" data="...">``, read it
   back with ``mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_TEXT, "label:<id>")`` and
   ``model.text_data`` (see :func:`read_label`). MuJoCo keeps any UTF-8 text there; only the
   characters XML 1.0 cannot hold at all (C0 controls other than tab / newline / carriage
   return, U+FFFE/U+FFFF, lone surrogates) are replaced by U+FFFD.
 
-Contact: every collision geom carries its object's material (``ExportConfig.material`` of the
-label). MuJoCo has one friction coefficient per geom ("sliding torsional rolling"); the
-sliding one is the material's dynamic friction (a contact takes the larger of its two geoms').
+Contact (``exporters/contact.py`` has the mapping against PyBullet's): every collision geom
+carries its object's material (``ExportConfig.material`` of the label): a moving object's
+``friction`` = (dynamic friction, torsional, rolling), ``condim`` 6 so that the rolling
+coefficient acts; a static geom's friction is 0 0 0, the neutral element of MuJoCo's max, so
+a contact with it takes the object's friction exactly (an XML comment in the body says so).
 Restitution has no direct MuJoCo counterpart; it is approximated through the damping ratio of
 ``solref`` (a damped spring whose coefficient of restitution is the material's; 0 gives a
 critically damped, non-bouncing contact; a contact mixes its two geoms' ``solref``).
@@ -39,6 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from exporters.config import ExportConfig
+from exporters.contact import (
+    CONTACT_TIMECONST_S,
+    MUJOCO_CONDIM,
+    mujoco_friction,
+)
+from exporters.ground import GROUND_LABEL, GroundPlan
 from exporters.layout import MJCF_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
@@ -46,10 +56,9 @@ from hiscene_sim.atomic import atomic_write_bytes
 from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion, unit_quaternion
 
 TIMESTEP = 0.002  # s
-CONTACT_TIMECONST = 0.01  # s; solref time constant, >= 2 x timestep as MuJoCo advises
+CONTACT_TIMECONST = CONTACT_TIMECONST_S  # s; solref time constant, >= 2 x timestep as MuJoCo advises
 SOLIMP = (0.95, 0.99, 0.001, 0.5, 2.0)  # stiff contacts: objects are centimetres in size
-TORSIONAL_FRICTION = 0.005
-ROLLING_FRICTION = 0.0001
+GROUND_RGBA = (0.75, 0.75, 0.72, 1.0)
 COLLISION_RGBA = (0.5, 0.6, 0.8, 0.4)
 MIN_HULL_THICKNESS = 1e-6  # m; flatter hulls are dropped (when the object has others)
 LABEL_PREFIX = "label:"
@@ -149,8 +158,17 @@ def _world_bounds(objects: list[PreparedObject]) -> tuple[np.ndarray, np.ndarray
     return lo, hi
 
 
+def _contact(config: ExportConfig, label: str, static: bool) -> dict[str, str]:
+    physics, _ = config.material(label)
+    return {
+        "friction": _vec(mujoco_friction(physics, static)),
+        "solref": _vec((CONTACT_TIMECONST, restitution_dampratio(physics.restitution))),
+    }
+
+
 def mjcf_tree(
-    objects: list[PreparedObject], files: dict[str, ObjectFiles], config: ExportConfig, model_name: str = "hiscene"
+    objects: list[PreparedObject], files: dict[str, ObjectFiles], config: ExportConfig, model_name: str = "hiscene",
+    ground: GroundPlan | None = None,
 ) -> ET.Element:
     """The ``<mujoco>`` element of the scene; paths in ``files`` are relative to the export dir."""
     root = ET.Element("mujoco", model=model_name)
@@ -177,13 +195,20 @@ def mjcf_tree(
     collision_class = ET.SubElement(default, "default", {"class": "collision"})
     ET.SubElement(
         collision_class, "geom",
-        type="mesh", group="3", contype="1", conaffinity="1", condim="4", rgba=_vec(COLLISION_RGBA),
+        type="mesh", group="3", contype="1", conaffinity="1", condim=str(MUJOCO_CONDIM), rgba=_vec(COLLISION_RGBA),
     )
 
     asset = ET.SubElement(root, "asset")
     custom = ET.SubElement(root, "custom")
     world = ET.SubElement(root, "worldbody")
     ET.SubElement(world, "light", name="sun", pos="0 0 4", dir="0 0 -1", directional="true", diffuse="0.7 0.7 0.7")
+    if ground is not None and ground.added:
+        half = ground.size_m / 2.0  # the plane collides everywhere; the size is what is drawn
+        ET.SubElement(world, "geom", {
+            "name": ground.id, "type": "plane", "pos": _vec(ground.position), "size": _vec((half, half, 0.1)),
+            "contype": "1", "conaffinity": "1", "condim": str(MUJOCO_CONDIM), "group": "0", "rgba": _vec(GROUND_RGBA),
+            **_contact(config, GROUND_LABEL, static=True),
+        })
 
     for obj in objects:
         if obj.id not in files:
@@ -213,11 +238,13 @@ def mjcf_tree(
         if not obj.is_background:
             ET.SubElement(body, "freejoint", name=f"{obj.id}_joint")
             ET.SubElement(body, "inertial", inertial_attributes(obj))
-        physics, _ = config.material(obj.label)
-        contact = {  # on the visual geom too, where it changes nothing, so every geom of the body has it
-            "friction": _vec((physics.dynamic_friction, TORSIONAL_FRICTION, ROLLING_FRICTION)),
-            "solref": _vec((CONTACT_TIMECONST, restitution_dampratio(physics.restitution))),
-        }
+        contact = _contact(config, obj.label, obj.is_background)  # on the visual geom too, where it changes nothing
+        if obj.is_background:
+            own, _ = config.material(obj.label)
+            body.append(ET.Comment(
+                " static: friction 0 0 0, so a contact takes the moving object's (MuJoCo uses the larger); "
+                f"this surface's own dynamic friction {own.dynamic_friction:g} is in export.json "
+            ))
         visual = {"name": visual_mesh, "class": "visual", "mesh": visual_mesh, "material": material}
         ET.SubElement(body, "geom", {**visual, **contact})
         for i in hull_indices:
@@ -231,12 +258,14 @@ def mjcf_tree(
 
 
 def write_mjcf(
-    objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig
+    objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig,
+    ground: GroundPlan | None = None,
 ) -> Path:
     """Write ``export_dir/scene.xml`` for ``objects`` (their mesh files, named in ``files``,
-    must already be in ``export_dir``). Returns the path written."""
+    must already be in ``export_dir``), with ``ground``'s plane if it was added. Returns the
+    path written."""
     export_dir = Path(export_dir)
-    root = mjcf_tree(objects, files, config)
+    root = mjcf_tree(objects, files, config, ground=ground)
     data = b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
     path = export_dir / MJCF_FILE
     atomic_write_bytes(path, data)

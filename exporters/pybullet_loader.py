@@ -10,7 +10,9 @@ nothing but the standard library and pybullet:
 
 Each object's URDF is loaded at its pose from ``export.json`` with
 ``URDF_USE_INERTIA_FROM_FILE`` (keep the exported inertia); background objects are loaded
-with a fixed base. Returns ``{object_id: body_unique_id}``.
+with a fixed base, and so is the ground plane the export added under a scene without a
+floor (``ground`` in export.json; ``ground=False`` leaves it out). Returns
+``{object_id: body_unique_id}``, the ground plane under its id (``ground_plane``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from pathlib import Path
 
 
-def load_scene(export_dir: str | Path, client: int = 0, gravity: bool = True) -> dict[str, int]:
+def load_scene(export_dir: str | Path, client: int = 0, gravity: bool = True, ground: bool = True) -> dict[str, int]:
     import pybullet as p
 
     export_dir = Path(export_dir)
@@ -39,6 +41,13 @@ def load_scene(export_dir: str | Path, client: int = 0, gravity: bool = True) ->
             baseOrientation=[x, y, z, w],
             useFixedBase=bool(obj["background"]),
             flags=p.URDF_USE_INERTIA_FROM_FILE,
+            physicsClientId=client,
+        )
+    plane = manifest.get("ground") or {}
+    if ground and plane.get("added") and (plane.get("files") or {}).get("urdf"):
+        x, y = plane["center"]
+        bodies[plane["id"]] = p.loadURDF(
+            str(export_dir / plane["files"]["urdf"]), basePosition=[x, y, plane["z"]], useFixedBase=True,
             physicsClientId=client,
         )
     return bodies

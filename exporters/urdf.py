@@ -6,9 +6,16 @@
 - one ``<visual>`` (the watertight OBJ, texture through its MTL, plus a flat colour);
 - one ``<collision>`` per convex hull (PyBullet takes each OBJ's convex hull, which is exact
   here);
-- PyBullet's ``<contact>`` extension: the label's dynamic friction as ``lateral_friction`` and its
-  restitution (``ExportConfig.material``; PyBullet multiplies the two bodies' values);
-- background objects get mass 0, which PyBullet treats as static (load with useFixedBase).
+- PyBullet's ``<contact>`` extension (``exporters/contact.py`` has the mapping): the label
+  gives ``lateral_friction`` (its dynamic friction) and ``restitution``
+  (``ExportConfig.material``), plus the torsional (``spinning_friction``) and rolling
+  coefficients every contact gets; a static body's frictions are the neutral element of
+  PyBullet's combinations (lateral 1, spinning / rolling 0), so a contact with it takes the
+  moving object's friction, as in MuJoCo (an XML comment in its URDF says so and names its
+  own friction, which export.json records);
+- background objects get mass 0, which PyBullet treats as static (load with useFixedBase);
+- the ground plane of a scene without a floor (``exporters/ground.py``): ``ground/ground.urdf``,
+  a static link whose collider is a thin slab (top face at its link origin).
 Load with ``flags=pybullet.URDF_USE_INERTIA_FROM_FILE`` or PyBullet recomputes the inertia
 from the collision shapes.
 """
@@ -21,8 +28,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from exporters.config import ExportConfig
+from exporters.contact import bullet_contact
+from exporters.ground import GROUND_FOLDER, GROUND_LABEL, GroundPlan, slab_mesh
 from exporters.layout import ObjectFiles
-from exporters.mesh_io import mean_color
+from exporters.mesh_io import mean_color, write_hull_obj
 from exporters.prepare import PreparedObject
 from hiscene_sim.atomic import atomic_write_bytes
 from hiscene_sim.rotations import matrix_to_rpy
@@ -30,6 +39,20 @@ from hiscene_sim.rotations import matrix_to_rpy
 
 def _fmt(values) -> str:
     return " ".join(f"{float(v):.9g}" for v in values)
+
+
+def _contact(link: ET.Element, material, static: bool) -> None:
+    values = bullet_contact(material, static)
+    if static:
+        link.append(ET.Comment(
+            " static body: neutral friction (PyBullet multiplies the two bodies' friction), so a contact takes "
+            f"the moving object's; this surface's own dynamic friction {material.dynamic_friction:g} is in export.json "
+        ))
+    contact = ET.SubElement(link, "contact")
+    ET.SubElement(contact, "lateral_friction", value=f"{values.lateral_friction:g}")
+    ET.SubElement(contact, "rolling_friction", value=f"{values.rolling_friction:g}")
+    ET.SubElement(contact, "spinning_friction", value=f"{values.spinning_friction:g}")
+    ET.SubElement(contact, "restitution", value=f"{values.restitution:g}")
 
 
 def urdf_tree(obj: PreparedObject, files: ObjectFiles, urdf_dir: str, config: ExportConfig) -> ET.ElementTree:
@@ -42,11 +65,7 @@ def urdf_tree(obj: PreparedObject, files: ObjectFiles, urdf_dir: str, config: Ex
     link = ET.SubElement(robot, "link", name=obj.id)
 
     material, _ = config.material(obj.label)
-    contact = ET.SubElement(link, "contact")
-    ET.SubElement(contact, "lateral_friction", value=f"{material.dynamic_friction:g}")
-    ET.SubElement(contact, "rolling_friction", value="0.0001")
-    ET.SubElement(contact, "spinning_friction", value="0.0001")
-    ET.SubElement(contact, "restitution", value=f"{material.restitution:g}")
+    _contact(link, material, obj.is_background)
 
     inertial = ET.SubElement(link, "inertial")
     moments, axes = obj.mass.principal_axes()
@@ -87,3 +106,29 @@ def write_urdfs(objects: list[PreparedObject], files: dict[str, ObjectFiles], ex
         atomic_write_bytes(export_dir / rel_path, data)
         f.urdf = rel_path
 
+
+
+def write_ground_urdf(plan: GroundPlan, export_dir: Path, config: ExportConfig) -> dict[str, str]:
+    """``ground/ground.obj`` (the slab) and ``ground/ground.urdf``; returns their paths
+    relative to the export dir ("hull", "urdf"). The link origin is the centre of the slab's
+    top face: load it at ``plan.position``."""
+    hull_rel, urdf_rel = f"{GROUND_FOLDER}/ground.obj", f"{GROUND_FOLDER}/ground.urdf"
+    write_hull_obj(slab_mesh(plan), export_dir / hull_rel)
+    robot = ET.Element("robot", name=plan.id)
+    link = ET.SubElement(robot, "link", name=plan.id)
+    material, _ = config.material(GROUND_LABEL)
+    _contact(link, material, static=True)
+    inertial = ET.SubElement(link, "inertial")
+    ET.SubElement(inertial, "origin", xyz="0 0 0", rpy="0 0 0")
+    ET.SubElement(inertial, "mass", value="0")
+    ET.SubElement(inertial, "inertia", ixx="0", ixy="0", ixz="0", iyy="0", iyz="0", izz="0")
+    for tag in ("visual", "collision"):
+        element = ET.SubElement(link, tag, name=tag)
+        ET.SubElement(element, "origin", xyz="0 0 0", rpy="0 0 0")
+        ET.SubElement(ET.SubElement(element, "geometry"), "mesh", filename="ground.obj")
+        if tag == "visual":
+            ET.SubElement(ET.SubElement(element, "material", name="ground_material"), "color", rgba="0.75 0.75 0.72 1")
+    ET.indent(robot)
+    data = b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(robot, encoding="utf-8") + b"\n"
+    atomic_write_bytes(export_dir / urdf_rel, data)
+    return {"hull": hull_rel, "urdf": urdf_rel}

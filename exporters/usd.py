@@ -10,6 +10,9 @@ Layout (metres, Z up, kilograms)::
         Looks/material                  UsdPreviewSurface (texture, vertex colours or constant)
         Looks/physics_material          UsdPhysics.MaterialAPI: the label's friction and restitution
       Background/<id>                   the same without RigidBodyAPI / MassAPI: static colliders
+      Ground                            only for a scene without a floor (exporters/ground.py): Xform at
+        collider                        the scene's lowest point; UsdGeom.Plane (axis Z), CollisionAPI, no
+        Looks/physics_material          rigid body: a static, infinite collider as Isaac Sim's ground plane
 
 Geometry is inline; textures are referenced relative to the stage file. Materials live
 under their object so an object prim can be referenced on its own into another stage; the
@@ -27,6 +30,7 @@ import trimesh
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade, Vt
 
 from exporters.config import ExportConfig
+from exporters.ground import GROUND_LABEL, GroundPlan
 from exporters.layout import USD_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
 from exporters.prepare import PreparedObject
@@ -160,15 +164,27 @@ def _write_visual(
     UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)
 
 
-def _write_collision(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, config: ExportConfig) -> None:
-    """One convex-hull collider per hull, bound to the physics material of the object's label."""
-    values, key = config.material(obj.label)
+def _physics_material(stage: Usd.Stage, root: Sdf.Path, label: str, config: ExportConfig) -> UsdShade.Material:
+    """``root/Looks/physics_material``: the label's friction and restitution."""
+    values, key = config.material(label)
     material = UsdShade.Material.Define(stage, root.AppendPath("Looks/physics_material"))
     physics = UsdPhysics.MaterialAPI.Apply(material.GetPrim())
     physics.CreateStaticFrictionAttr(float(values.static_friction))
     physics.CreateDynamicFrictionAttr(float(values.dynamic_friction))
     physics.CreateRestitutionAttr(float(values.restitution))
     material.GetPrim().CreateAttribute("hiscene:material", Sdf.ValueTypeNames.String).Set(key)
+    return material
+
+
+def _bind_physics(prim: Usd.Prim, material: UsdShade.Material) -> None:
+    UsdShade.MaterialBindingAPI.Apply(prim).Bind(
+        material, UsdShade.Tokens.weakerThanDescendants, "physics"  # UsdShade has no token for this purpose name
+    )
+
+
+def _write_collision(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, config: ExportConfig) -> None:
+    """One convex-hull collider per hull, bound to the physics material of the object's label."""
+    material = _physics_material(stage, root, obj.label, config)
     group = UsdGeom.Xform.Define(stage, root.AppendChild("collision"))
     for i, hull in enumerate(obj.hulls):
         mesh = UsdGeom.Mesh.Define(stage, group.GetPath().AppendChild(f"hull_{i:03d}"))
@@ -176,9 +192,23 @@ def _write_collision(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, conf
         mesh.CreatePurposeAttr(UsdGeom.Tokens.guide)  # colliders are not rendered
         UsdPhysics.CollisionAPI.Apply(mesh.GetPrim())
         UsdPhysics.MeshCollisionAPI.Apply(mesh.GetPrim()).CreateApproximationAttr(UsdPhysics.Tokens.convexHull)
-        UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(
-            material, UsdShade.Tokens.weakerThanDescendants, "physics"  # UsdShade has no token for this purpose name
-        )
+        _bind_physics(mesh.GetPrim(), material)
+
+
+def _write_ground(stage: Usd.Stage, ground: GroundPlan, config: ExportConfig) -> None:
+    """``/World/Ground``: a static plane collider at the ground's height (no rigid body)."""
+    xform = UsdGeom.Xform.Define(stage, "/World/Ground")
+    xform.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Vec3d(*ground.position))
+    _write_labels(xform.GetPrim(), GROUND_LABEL, ground.id)
+    plane = UsdGeom.Plane.Define(stage, xform.GetPath().AppendChild("collider"))
+    plane.CreateAxisAttr(UsdGeom.Tokens.z)
+    plane.CreateWidthAttr(float(ground.size_m))  # what is drawn; PhysX collides with the infinite plane
+    plane.CreateLengthAttr(float(ground.size_m))
+    half = ground.size_m / 2.0
+    plane.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(-half, -half, 0.0), Gf.Vec3f(half, half, 0.0)]))
+    plane.CreateDisplayColorAttr(Vt.Vec3fArray([Gf.Vec3f(*(float(c) for c in srgb_to_linear((0.75, 0.75, 0.72))))]))
+    UsdPhysics.CollisionAPI.Apply(plane.GetPrim())
+    _bind_physics(plane.GetPrim(), _physics_material(stage, xform.GetPath(), GROUND_LABEL, config))
 
 
 def _write_mass(prim: Usd.Prim, obj: PreparedObject) -> None:
@@ -194,24 +224,26 @@ def _write_mass(prim: Usd.Prim, obj: PreparedObject) -> None:
     mass.CreatePrincipalAxesAttr(Gf.Quatf(w, x, y, z))
 
 
-def _write_labels(prim: Usd.Prim, obj: PreparedObject) -> None:
+def _write_labels(prim: Usd.Prim, label: str, object_id: str) -> None:
     """Semantic label in both schemas Isaac Sim reads, plus provenance attributes."""
     labels = UsdSemantics.LabelsAPI.Apply(prim, SEMANTIC_TAXONOMY)
-    labels.CreateLabelsAttr().Set(Vt.TokenArray([obj.label]))
+    labels.CreateLabelsAttr().Set(Vt.TokenArray([label]))
     # the older Isaac Semantics schema is not registered in usd-core: author it by name
     prim.AddAppliedSchema(f"SemanticsAPI:{OLD_SEMANTICS_NAME}")
     prefix = f"semantic:{OLD_SEMANTICS_NAME}:params"
     prim.CreateAttribute(f"{prefix}:semanticType", Sdf.ValueTypeNames.String).Set(SEMANTIC_TAXONOMY)
-    prim.CreateAttribute(f"{prefix}:semanticData", Sdf.ValueTypeNames.String).Set(obj.label)
-    prim.CreateAttribute("hiscene:label", Sdf.ValueTypeNames.String).Set(obj.label)
-    prim.CreateAttribute("hiscene:id", Sdf.ValueTypeNames.String).Set(obj.id)
+    prim.CreateAttribute(f"{prefix}:semanticData", Sdf.ValueTypeNames.String).Set(label)
+    prim.CreateAttribute("hiscene:label", Sdf.ValueTypeNames.String).Set(label)
+    prim.CreateAttribute("hiscene:id", Sdf.ValueTypeNames.String).Set(object_id)
 
 
 def write_usd(
-    objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig
+    objects: list[PreparedObject], files: dict[str, ObjectFiles], export_dir: Path, config: ExportConfig,
+    ground: GroundPlan | None = None,
 ) -> Path:
     """Write ``export_dir/scene.usda``: every object with visual mesh, material, convex-hull
-    colliders, mass properties (foreground only) and semantic labels. Returns its path."""
+    colliders, mass properties (foreground only) and semantic labels, and ``ground``'s plane
+    if it was added. Returns its path."""
     stage = Usd.Stage.CreateInMemory()
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.z)
     UsdGeom.SetStageMetersPerUnit(stage, 1.0)
@@ -232,12 +264,14 @@ def write_usd(
         xform.AddOrientOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Quatd(*(float(v) for v in q)))
         prim = xform.GetPrim()
         root = prim.GetPath()
-        _write_labels(prim, obj)
+        _write_labels(prim, obj.label, obj.id)
         if not obj.is_background:  # background: colliders without a body are static
             _write_mass(prim, obj)
         entry = files.get(obj.id)
         _write_visual(stage, obj, root, entry.texture if entry else None)
         _write_collision(stage, obj, root, config)
+    if ground is not None and ground.added:
+        _write_ground(stage, ground, config)
 
     path = Path(export_dir) / USD_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

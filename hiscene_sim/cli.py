@@ -16,8 +16,10 @@ from hiscene_sim.options import (
     EXPORT_BACKENDS,
     PARSE_BACKENDS,
     add_export_options,
+    add_input_options,
     add_parse_options,
     export_config_from_args,
+    input_frame_from_args,
     parse_config_from_args,
 )
 from hiscene_sim.scene import SceneError
@@ -70,13 +72,25 @@ def _run_export(scene_dir: Path, out: Path, config):
     return result
 
 
+def _print_frame(source) -> None:
+    """The front door's frame choice and its warnings, for people."""
+    if source.frame is None:
+        return
+    print(f"  frame: {source.frame.summary()}")
+    for warning in source.frame.warnings:
+        print(f"warning: {warning}")
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from hiscene_sim.importer import import_scene
+    from hiscene_sim.inputs import read_scene_input
 
-    result = import_scene(args.scene, args.out)
+    source = read_scene_input(args.scene, "import", input_frame_from_args(args))
+    result = import_scene(source, args.out)
     print(f"imported {len(result.scene.objects)} objects and {len(result.scene.background)} background objects into {result.scene_dir}")
     for o in result.scene.all_objects():
         print(f"  {o.id:20s} label={o.label!r}")
+    _print_frame(source)
     return 0
 
 
@@ -157,7 +171,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     from hiscene_sim.stages import parse_input
 
     config = parse_config_from_args(args)
-    source = read_scene_input(args.scene, "parse")
+    source = read_scene_input(args.scene, "parse", input_frame_from_args(args))
     with Progress(transient=True) as progress:
         task = progress.add_task("lifting 2D masks to 3D", total=config.lift.iterations)
         done = parse_input(source, args.out, config, progress=lambda i, n, loss: progress.update(task, completed=i))
@@ -169,6 +183,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
           f"({times}; lifting {parsed.lift_seconds_per_iteration * 1000:.1f} ms/iteration)")
     print(f"  {PARSE_BACKENDS}" + ("; splat render = CPU NumPy rasteriser, object meshes from Gaussians by voxel "
                                     "splatting + marching cubes" if splat else ""))
+    _print_frame(source)
     return 0
 
 
@@ -205,11 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("import", help="scene file (GLB/GLTF/OBJ/PLY, one node per object) -> scene dir",
-                       description="One object per mesh node; label = cleaned node name (chair_2 -> chair); pose = node "
-                       "transform; floor/wall/... nodes become background. Backend: trimesh.")
+    p = sub.add_parser("import", help="scene file (GLB/GLTF/OBJ/PLY/STL, one node per object) or folder of meshes -> scene dir",
+                       description="One object per mesh node (or per file of a folder of meshes); label = cleaned node or "
+                       "file name (chair_2 -> chair); pose = node transform; floor/wall/... nodes become background; "
+                       "textures and colours kept. Backend: trimesh.")
     p.add_argument("scene", type=Path)
     p.add_argument("--out", type=Path, required=True)
+    add_input_options(p)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("parse", help="fused scene (GLB/PLY mesh, one welded surface, or a 3DGS PLY) -> scene dir of separate objects",
@@ -221,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("scene", type=Path)
     p.add_argument("--out", type=Path, required=True)
     add_parse_options(p, group=None)
+    add_input_options(p)
     p.set_defaults(func=cmd_parse)
 
     p = sub.add_parser("export", help="scene dir -> URDF / USD / MJCF / GLB sim assets",

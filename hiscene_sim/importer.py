@@ -5,7 +5,9 @@ name (``chair_2`` -> ``chair``), its pose the node's world transform (decomposed
 position, rotation and per-axis scale), its mesh the node's geometry in the local frame,
 saved as GLB so textures and vertex colours survive. Nodes whose label starts with a
 background word (floor, ground, wall, ceiling, background, room, terrain, plane) become
-background objects (static colliders).
+background objects (static colliders). The front door has already put the file into the scene
+frame (``--up``, ``--units``, ``--scale``); what it chose is recorded in the scene's import
+provenance (``frame``). A folder of mesh files imports one object per file, named by the file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 import trimesh
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
+from hiscene_sim.input_frame import InputFrame
 from hiscene_sim.inputs import InputKind, SceneInput, read_scene_input
 from hiscene_sim.naming import clean_label, safe_identifier
 from hiscene_sim.scene import SCENE_FILE, Pose, Provenance, Scene, SceneError, SceneObject, save_scene
@@ -34,6 +37,7 @@ class ImportResult:
     scene_dir: Path
     scene: Scene
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the front door's: implausible sizes for the labels
 
 
 def is_background_label(label: str) -> bool:
@@ -41,11 +45,12 @@ def is_background_label(label: str) -> bool:
     return first in BACKGROUND_WORDS
 
 
-def import_scene(path: str | Path | SceneInput, out_dir: str | Path) -> ImportResult:
-    """Convert a scene file (a path, read through the front door, or an already read
-    multi-node :class:`SceneInput`) into a scene dir at ``out_dir`` (written atomically)."""
+def import_scene(path: str | Path | SceneInput, out_dir: str | Path, frame: InputFrame | None = None) -> ImportResult:
+    """Convert a scene file or a folder of meshes (a path, read through the front door with
+    ``frame``, or an already read multi-node :class:`SceneInput`) into a scene dir at ``out_dir``
+    (written atomically)."""
     t0 = time.perf_counter()
-    scene_input = path if isinstance(path, SceneInput) else read_scene_input(path, "import")
+    scene_input = path if isinstance(path, SceneInput) else read_scene_input(path, "import", frame)
     if scene_input.kind is not InputKind.MULTI_NODE:
         raise SceneError(f"{scene_input.path}: a {scene_input.kind.value} input has no mesh nodes to import")
     path, out_dir, source = scene_input.path, Path(out_dir), scene_input.nodes
@@ -86,13 +91,16 @@ def import_scene(path: str | Path | SceneInput, out_dir: str | Path) -> ImportRe
     for message in skipped:
         log.warning("%s: skipped node %s", path, message)
 
+    parameters = {"source": str(path.resolve())}
+    if scene_input.frame is not None:
+        parameters["frame"] = scene_input.frame.to_json()
     scene = Scene(
         objects=objects,
         background=background,
         name=safe_identifier(path.stem),
         provenance=[
             Provenance(
-                "import", "trimesh", {"source": str(path.resolve())},
+                "import", "trimesh", parameters,
                 seconds=round(time.perf_counter() - t0, 3), created=datetime.now(timezone.utc).isoformat(),
             )
         ],
@@ -104,4 +112,4 @@ def import_scene(path: str | Path | SceneInput, out_dir: str | Path) -> ImportRe
             atomic_write_bytes(tmp / "meshes" / f"{oid}.glb", mesh.export(file_type="glb"))
         save_scene(scene, tmp)
     log.info("imported %d objects + %d background from %s in %.2f s", len(objects), len(background), path, time.perf_counter() - t0)
-    return ImportResult(out_dir, scene, skipped)
+    return ImportResult(out_dir, scene, skipped, list(scene_input.frame.warnings) if scene_input.frame else [])

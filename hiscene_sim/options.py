@@ -48,6 +48,29 @@ def _density(text: str) -> tuple[str, float]:
     return label, density
 
 
+# ------------------------------------------------------------------------------ input frame
+def add_input_options(p: argparse.ArgumentParser, applies: str = "") -> None:
+    """``--up``, ``--units``, ``--scale``: how the front door reads a scene file's coordinates.
+    Units and scale are checked by the front door, which names the file with a bad value."""
+    from hiscene_sim.input_frame import UP_CHOICES
+    from hiscene_sim.units import UNITS
+
+    g = p.add_argument_group("input frame" + (f" ({applies})" if applies else ""),
+                             "the scene format is metres and +Z up; a scene file is turned and scaled into it on reading")
+    g.add_argument("--up", choices=UP_CHOICES, default="auto",
+                   help="the file's up axis: z (as written), y (glTF's convention: +90 deg about X), or auto (default): "
+                   "guessed from how the geometry rests (floor, table top, an object's base), logged with the reason")
+    g.add_argument("--units", default="m", metavar="{" + ",".join(UNITS) + "}",
+                   help="what one unit of the file is (default m); sizes implausible for the objects' labels are warned about")
+    g.add_argument("--scale", type=float, default=1.0, help="multiply the coordinates by this after --units (default 1)")
+
+
+def input_frame_from_args(args: argparse.Namespace):
+    from hiscene_sim.input_frame import InputFrame
+
+    return InputFrame(up=args.up, units=args.units, scale=args.scale)
+
+
 # ------------------------------------------------------------------------------ parse
 def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -> None:
     g = p.add_argument_group(group) if group else p
@@ -95,6 +118,9 @@ def add_export_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     g.add_argument("--restitution", type=float, default=None, help="restitution of every object (default: by label)")
     g.add_argument("--material", type=_material, action="append", default=[], metavar="LABEL:FIELD=VALUE",
                    help="override one material value for a label, e.g. mug:dynamic_friction=0.3 (repeatable)")
+    g.add_argument("--no-ground", action="store_true",
+                   help="no ground plane under a scene without a floor (default: a static plane at the scene's lowest "
+                   "point in URDF, MJCF and USD, recorded in export.json; exporters/ground.py)")
     g.add_argument("--workers", type=int, default=0, help="processes for per-object work (default: all cores)")
     g.add_argument("--cache-dir", type=Path, default=None, help="collision cache (default $HISCENE_CACHE_DIR or ~/.cache/hiscene-sim)")
 
@@ -123,5 +149,5 @@ def export_config_from_args(args: argparse.Namespace, seed: int | None = None):
         kwargs["materials"] = materials
     return ExportConfig(
         formats=formats, collision=collision, densities=dict(args.density), default_density=args.default_density,
-        workers=args.workers, cache_dir=args.cache_dir, **kwargs,
+        workers=args.workers, cache_dir=args.cache_dir, ground=not getattr(args, "no_ground", False), **kwargs,
     )

@@ -281,6 +281,11 @@ def _jsonable(config) -> dict:
     return asdict(config) if config is not None else {}
 
 
+def _frame_key(source: SceneInput | None) -> dict:
+    """The requested input frame (--up, --units, --scale): it changes what import / parse read."""
+    return {"frame": asdict(source.frame.requested)} if source is not None and source.frame is not None else {}
+
+
 def run_pipeline(
     request: PipelineRequest,
     options: PipelineOptions | None = None,
@@ -332,7 +337,7 @@ def run_pipeline(
                      lambda: run.timed("scene3d", call, stages.image_to_3d, work / "image.png", scene_file, shared).summary)
     if "import" in wanted:
         out = work / "imported"
-        run.step("import", {"input": file_digest(request.source.path)}, [out / "scene.json"],
+        run.step("import", {"input": file_digest(request.source.path), **_frame_key(request.source)}, [out / "scene.json"],
                  lambda: run.timed("import", call, stages.import_input, request.source, out).summary)
         current = out
     if "parse" in wanted:
@@ -342,6 +347,7 @@ def run_pipeline(
             # the given scene, already read by the front door, is parsed as read (as the copy scene3d made)
             parse_from = replace(request.source, path=scene_file)
         digest = {"input": file_digest(request.source.path)} if scene_file is None else {}
+        digest.update(_frame_key(request.source))
 
         def do_parse() -> str:
             lifting, tick = bars.over("parse: lifting 2D masks to 3D", lambda: options.parse.lift.iterations)

@@ -333,10 +333,12 @@ def hull_volume(mesh: trimesh.Trimesh) -> float:
         return 0.0
 
 
-def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig) -> Scene:
+def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_dir: Path, source: Path, config: ParseConfig,
+                       frame: dict | None = None) -> Scene:
     """One object per foreground instance (label ``object``: the weight-free default cannot
     name things), the floor as background; each mesh (and its Gaussians, for a splat scene) in
-    a local frame whose origin is the centre of its footprint at its lowest point."""
+    a local frame whose origin is the centre of its footprint at its lowest point. ``frame``:
+    how the front door put the source into the scene frame (recorded in the provenance)."""
     from hiscene_sim.render.gaussians import Gaussians, save_3dgs_ply
 
     try:
@@ -347,7 +349,8 @@ def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_di
         "parse", f"render+{config.segmenter}+contrastive-lifting",
         {"source": str(Path(source).resolve()), "views": config.views, "n_views": parsed.n_views,
          "min_object_volume_m3": parsed.min_volume, "dropped": parsed.dropped,
-         "resolution": config.resolution, "lift": asdict(config.lift), "cluster": asdict(config.cluster)},
+         "resolution": config.resolution, "lift": asdict(config.lift), "cluster": asdict(config.cluster),
+         **({"frame": frame} if frame is not None else {})},
         seconds=round(sum(parsed.seconds.values()), 3), created=datetime.now(timezone.utc).isoformat(),
     )
     objects, background, meshes, splats = [], [], {}, {}

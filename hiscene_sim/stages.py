@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes
+from hiscene_sim.input_frame import AS_WRITTEN
 from hiscene_sim.inputs import InputKind, SceneInput, read_scene_input
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def image_to_3d(image_path: Path, scene_path: Path, models: Models) -> StageOutp
 def import_input(source: SceneInput | Path, out_dir: Path) -> StageOutput:
     from hiscene_sim.importer import import_scene
 
-    source = source if isinstance(source, SceneInput) else read_scene_input(source, "import")
+    # a path here is a file the pipeline wrote (metres, +Z up); user files come read by the front door
+    source = source if isinstance(source, SceneInput) else read_scene_input(source, "import", AS_WRITTEN)
     result = import_scene(source, out_dir)
     return StageOutput(f"{len(result.scene.objects)} objects + {len(result.scene.background)} background "
                        "(one per mesh node)", result)
@@ -148,7 +150,7 @@ def parse_input(source: SceneInput | Path, out_dir: Path, config, progress: Call
     ``(iteration, total, loss)`` of the lifting."""
     from hiscene_sim.parse import parse_gaussians, parse_mesh, parts_of_gaussians, parts_of_mesh, write_parsed_scene
 
-    source = source if isinstance(source, SceneInput) else read_scene_input(source, "parse")
+    source = source if isinstance(source, SceneInput) else read_scene_input(source, "parse", AS_WRITTEN)
     if source.kind is InputKind.GAUSSIANS:
         parsed = parse_gaussians(source.gaussians, config, progress=progress)
         parts = parts_of_gaussians(source.gaussians, parsed.labels)
@@ -157,7 +159,8 @@ def parse_input(source: SceneInput | Path, out_dir: Path, config, progress: Call
         parts = parts_of_mesh(source.mesh, parsed.labels)
     else:
         raise ValueError(f"{source.path}: a {source.kind.value} input is not parsed")
-    scene = write_parsed_scene(parts, parsed, out_dir, source.path, config)
+    frame = source.frame.to_json() if source.frame is not None else None
+    scene = write_parsed_scene(parts, parsed, out_dir, source.path, config, frame)
     dropped = f"; {len(parsed.dropped)} clean-up decisions (scene.json provenance)" if parsed.dropped else ""
     return StageOutput(f"{len(scene.objects)} objects + {len(scene.background)} background{dropped}", (scene, parsed))
 

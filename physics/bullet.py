@@ -2,7 +2,10 @@
 
 The scene is loaded by ``exporters.pybullet_loader.load_scene`` (the same code as the
 ``load_pybullet.py`` shipped in every export): one body per exported URDF at its pose from
-export.json, background bodies fixed, ``URDF_USE_INERTIA_FROM_FILE``. Poses are read and
+export.json, background bodies fixed, ``URDF_USE_INERTIA_FROM_FILE``, and the ground plane
+the export added (``manifest.ground``; for an export older than ground planes the same slab
+is built here, with the neutral contact values of ``exporters/contact.py``). The ground is a
+static body like the background ones, under its id (``ground_plane``). Poses are read and
 written in the object (link) frame, not PyBullet's centre-of-mass frame.
 
 PyBullet pads every convex hull by its collision margin (``config.pybullet_hull_margin``),
@@ -17,6 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporters.contact import bullet_contact
+from exporters.ground import GROUND_LABEL
+from exporters.materials import material_for_label
 from exporters.pybullet_loader import link_frame_pose, load_scene
 from hiscene_sim.rotations import wxyz_to_xyzw, xyzw_to_wxyz
 from physics.config import DEPTH_EPSILON_M, ValidationConfig
@@ -52,17 +58,32 @@ class BulletWorld:
             p.setPhysicsEngineParameter(
                 fixedTimeStep=config.timestep, numSolverIterations=config.solver_iterations,
                 deterministicOverlappingPairs=1, physicsClientId=self.cid,
+                enableConeFriction=1,  # PyBullet's default, said out loud: an exact cone, as MuJoCo's elliptic one
             )
-            self.bodies: dict[str, int] = load_scene(manifest.export_dir, self.cid, gravity=gravity)
+            self.bodies: dict[str, int] = load_scene(
+                manifest.export_dir, self.cid, gravity=gravity, ground=manifest.ground is not None
+            )
+            if manifest.ground is not None and manifest.ground.id not in self.bodies:
+                self.bodies[manifest.ground.id] = self._make_ground()
             if not gravity:
                 p.setGravity(0, 0, 0, physicsClientId=self.cid)
         except BaseException:
             p.disconnect(self.cid)
             raise
-        self.background = {o.id for o in manifest.background}
+        self.background = manifest.static_ids
         self._inertial = {
             oid: tuple(p.getDynamicsInfo(b, -1, physicsClientId=self.cid)[3:5]) for oid, b in self.bodies.items()
         }
+
+    def _make_ground(self) -> int:
+        """The ground slab of ``manifest.ground`` when the export has no URDF of it."""
+        p, g = self.p, self.manifest.ground
+        shape = p.createCollisionShape(p.GEOM_MESH, vertices=g.local_points().tolist(), physicsClientId=self.cid)
+        body = p.createMultiBody(0.0, shape, basePosition=list(g.position), physicsClientId=self.cid)
+        c = bullet_contact(material_for_label(GROUND_LABEL)[0], static=True)
+        p.changeDynamics(body, -1, lateralFriction=c.lateral_friction, spinningFriction=c.spinning_friction,
+                         rollingFriction=c.rolling_friction, restitution=c.restitution, physicsClientId=self.cid)
+        return body
 
     def __enter__(self) -> "BulletWorld":
         return self

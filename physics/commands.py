@@ -68,6 +68,8 @@ def add_validate_parser(subparsers) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--max-penetration-mm", type=_positive(float), default=d.max_penetration_m * 1000,
                    help=f"deeper overlaps at t=0 fail the scene (default {d.max_penetration_m * 1000:g})")
     p.add_argument("--no-mujoco", action="store_true", help="skip the MuJoCo cross-check")
+    p.add_argument("--no-ground", action="store_true",
+                   help="validate without a ground plane, even where the export added one under a scene without a floor")
     p.add_argument("--require-agreement", action="store_true", help="also fail when PyBullet and MuJoCo disagree")
     p.add_argument("--no-render", action="store_true", help="skip the isometric renders (the drift chart is kept)")
     p.add_argument("--report-dir", type=Path, default=None, help="where the report goes (default: the export dir)")
@@ -81,7 +83,7 @@ def config_from_args(args: argparse.Namespace) -> ValidationConfig:
     return replace(
         ValidationConfig(),
         seconds=args.seconds, hz=args.hz, max_drift_m=args.max_drift_cm / 100.0, max_rotation_deg=args.max_rot_deg,
-        max_penetration_m=args.max_penetration_mm / 1000.0, mujoco=not args.no_mujoco,
+        max_penetration_m=args.max_penetration_mm / 1000.0, mujoco=not args.no_mujoco, ground=not args.no_ground,
         require_agreement=args.require_agreement, render=not args.no_render, settle_iterations=args.iterations,
     )
 
@@ -115,10 +117,13 @@ def print_summary(report, paths, file=None) -> None:
         a = report.agreement
         console.print(f"  agreement: {a.share_agreeing:.0%} of objects, largest difference "
                       f"{a.max_position_difference_m * 100:.2f} cm / {a.max_rotation_difference_deg:.1f} deg")
+    if report.ground is not None:
+        console.print(f"  ground plane {report.ground.id} at z={report.ground.z:.4f} m ({report.ground.origin})")
     if report.settle is not None:
         st = report.settle
         moved = sorted({m.id for it in st.iterations for m in it.moves})
-        console.print(f"  settle: {len(st.iterations)} round(s), moved {', '.join(moved) or 'nothing'}")
+        stages = ", ".join(f"{it.index}: {'+'.join(it.simulators)}" for it in st.iterations)
+        console.print(f"  settle: {len(st.iterations)} round(s) ({stages or '-'}), moved {', '.join(moved) or 'nothing'}")
         for u in st.unresolved:
             console.print(f"  [red]could not make {u.id} stable[/red]: " + "; ".join(u.reasons), markup=True)
     for f in report.failures:

@@ -36,6 +36,9 @@ class ValidationConfig:
     rest_angular_speed: float = 0.1  # rad/s; slower is at rest
     support_normal_z: float = 0.5  # a contact whose normal has z >= this (60 deg from vertical) supports
     min_stable_share: float = 1.0  # share of foreground objects that must be stable for a pass
+    # ground plane: use the one the export recorded (or would have added, for older exports);
+    # False (--no-ground) validates without any
+    ground: bool = True
     # MuJoCo cross-check
     mujoco: bool = True
     agreement_m: float = 0.01  # the two simulators agree on an object when its rest poses are this close

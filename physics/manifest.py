@@ -1,15 +1,20 @@
 """What validation reads from an export dir: ``export.json`` as typed records, the hull
-geometry of every object, and where the floor is.
+geometry of every object, the ground plane, and where the floor is.
 
 Only the exported files are read (what users load), never the scene dir's meshes.
+
+The ground plane (``exporters/ground.py``): validation puts into both simulators the plane
+the export recorded (``ground.added``). An export made before ground planes existed (no
+``ground`` in export.json) gets the plane the export would have added, built here
+(``origin`` "validation"); an export made with ``ExportConfig.ground = False`` gets none,
+and ``read_manifest(..., ground=False)`` (``hiscene validate --no-ground``) drops any.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -17,12 +22,12 @@ import numpy as np
 import trimesh
 
 from exporters.config import CollisionConfig
+from exporters.ground import FLOOR_WORDS, GroundPlan, SceneBody, is_floor_label, plan_ground
 from exporters.layout import MANIFEST
 from hiscene_sim.rotations import rotation_from_quaternion
 from hiscene_sim.scene import SceneError
 
-#: Background objects whose label starts with one of these words are the floor.
-FLOOR_WORDS = ("floor", "ground", "terrain", "plane")
+__all__ = ["FLOOR_WORDS", "ExportManifest", "ExportedObject", "Floor", "find_floor", "read_manifest"]
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]  # w, x, y, z
@@ -42,8 +47,7 @@ class ExportedObject:
 
     @property
     def is_floor(self) -> bool:
-        words = re.findall(r"[a-z]+", self.label.lower())
-        return self.background and bool(words) and words[0] in FLOOR_WORDS
+        return self.background and is_floor_label(self.label)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class ExportManifest:
     dynamic_friction: float | None
     restitution: float | None
     materials: dict[str, dict]
+    ground: GroundPlan | None = None  # the plane validation adds to both simulators (added), else None
+    ground_record: GroundPlan | None = None  # export.json's ``ground`` as written (None: an older export)
 
     @property
     def foreground(self) -> list[ExportedObject]:
@@ -96,16 +102,25 @@ class ExportManifest:
         return ExportConfig(
             formats=self.formats, collision=self.collision, densities=densities, materials=self.materials,
             static_friction=self.static_friction, dynamic_friction=self.dynamic_friction, restitution=self.restitution,
+            ground=self.ground_record.enabled if self.ground_record is not None else True,
         )
 
     @cached_property
     def hull_points(self) -> dict[str, np.ndarray]:
-        """object id -> (n, 3) vertices of all its collision hulls, in its local frame."""
+        """object id -> (n, 3) vertices of all its collision hulls, in its local frame; the
+        ground plane's slab under its id when there is one."""
         out = {}
         for o in self.objects:
             pts = [obj_vertices(self.export_dir / h) for h in o.hulls]
             out[o.id] = np.concatenate(pts) if pts else np.zeros((0, 3))
+        if self.ground is not None:
+            out[self.ground.id] = self.ground.local_points()
         return out
+
+    @property
+    def static_ids(self) -> set[str]:
+        """Ids of the bodies that do not move: background objects and the ground plane."""
+        return {o.id for o in self.background} | ({self.ground.id} if self.ground is not None else set())
 
 
 def obj_vertices(path: Path) -> np.ndarray:
@@ -131,8 +146,9 @@ def _collision_config(data: dict) -> CollisionConfig:
     return CollisionConfig(**{k: v for k, v in data.items() if k in known})
 
 
-def read_manifest(export_dir: str | Path) -> ExportManifest:
-    """Parse ``export_dir/export.json``; raise SceneError naming the file on any problem."""
+def read_manifest(export_dir: str | Path, ground: bool = True) -> ExportManifest:
+    """Parse ``export_dir/export.json``; raise SceneError naming the file on any problem.
+    ``ground=False``: no ground plane, whatever the export recorded (see the module doc)."""
     export_dir = Path(export_dir)
     path = export_dir / MANIFEST
     if not path.is_file():
@@ -155,7 +171,8 @@ def read_manifest(export_dir: str | Path) -> ExportManifest:
         first = data["objects"][0] if data["objects"] else {}
         legacy = {k: first.get(k) for k in ("static_friction", "dynamic_friction", "restitution")}
         overrides = data.get("material_overrides", legacy)
-        return ExportManifest(
+        record = GroundPlan.from_json(data["ground"]) if isinstance(data.get("ground"), dict) else None
+        manifest = ExportManifest(
             export_dir=export_dir,
             scene=str(data.get("scene", "scene")),
             source=Path(data["source"]) if data.get("source") else None,
@@ -167,11 +184,24 @@ def read_manifest(export_dir: str | Path) -> ExportManifest:
             dynamic_friction=_optional_float(overrides.get("dynamic_friction")),
             restitution=_optional_float(overrides.get("restitution")),
             materials=dict(overrides.get("materials") or {}),
+            ground_record=record,
         )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, SceneError):
             raise
         raise SceneError(f"{path}: not a readable export manifest ({type(exc).__name__}: {exc})") from None
+    return replace(manifest, ground=_validation_ground(manifest) if ground else None)
+
+
+def _validation_ground(manifest: ExportManifest) -> GroundPlan | None:
+    record = manifest.ground_record
+    if record is not None:
+        return record if record.added else None
+    pts = manifest.hull_points
+    bodies = [SceneBody(o.id, o.label, o.background, world_points(pts[o.id], o.position, o.orientation))
+              for o in manifest.objects]
+    plan = plan_ground(bodies, True, {o.id for o in manifest.objects})
+    return replace(plan, origin="validation") if plan.added else None
 
 
 # ----------------------------------------------------------------------------------------
@@ -194,12 +224,17 @@ def z_extent(points: np.ndarray, position, orientation) -> tuple[float, float]:
 @dataclass(frozen=True)
 class Floor:
     z: float  # height of the floor's top surface
-    source: str  # "floor object <id>" or "lowest point of the scene"
+    source: str  # "ground plane <id> ...", "floor object <id>" or "lowest point of the scene"
+    solid: bool = True  # a body is there (ground plane or floor object), not just a height
 
 
 def find_floor(manifest: ExportManifest) -> Floor:
-    """The top of the floor objects (background labelled floor/ground/...), else the lowest
-    point of the exported scene."""
+    """The ground plane, else the top of the floor objects (background labelled
+    floor/ground/...), else the lowest point of the exported scene."""
+    if manifest.ground is not None:
+        g = manifest.ground
+        who = "added by the export" if g.origin == "export" else "added by validation: the export predates ground planes"
+        return Floor(float(g.z), f"ground plane {g.id} ({who})")
     pts = manifest.hull_points
     floors = [o for o in manifest.objects if o.is_floor]
     if floors:
@@ -207,4 +242,4 @@ def find_floor(manifest: ExportManifest) -> Floor:
         z, oid = max(tops)
         return Floor(z, f"floor object {oid}")
     lows = [z_extent(pts[o.id], o.position, o.orientation)[0] for o in manifest.objects]
-    return Floor(min(lows) if lows else 0.0, "lowest point of the scene")
+    return Floor(min(lows) if lows else 0.0, "lowest point of the scene", solid=False)

@@ -8,6 +8,11 @@ export.json directly. MuJoCo's hulls carry no margin (the export sets none), so 
 distances are geometric already. Distances before and after the run come from
 ``mujoco.mj_geomDistance`` per pair of collision geoms (its contact generation misses
 hulls that touch exactly, which is how a well-placed scene starts).
+
+The ground plane is the MJCF's ``<geom type="plane" name="ground_plane">`` (a static body of
+id ``ground_plane`` here); an export older than ground planes gets it added to the model
+(``mujoco.MjSpec``) when validation adds one (``physics.manifest``), and with ``--no-ground``
+the exported plane is switched off (its contype / conaffinity set to 0).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ class MujocoScene:
         if path is None or not path.is_file():
             raise SceneError(f"{manifest.export_dir}: no MJCF in this export (re-export with --formats ...,mjcf)")
         self.manifest = manifest
-        self.model = mujoco.MjModel.from_xml_path(str(path))
+        self.model = self._load(path)
         self.data = mujoco.MjData(self.model)
         m = self.model
         self.body: dict[str, int] = {}
@@ -45,9 +50,38 @@ class MujocoScene:
             self.body[o.id] = b
         self.id_of_body = {b: oid for oid, b in self.body.items()}
         self.dof = {o.id: int(m.jnt_dofadr[m.body_jntadr[self.body[o.id]]]) for o in manifest.foreground}
-        self.background = {o.id for o in manifest.background}
+        self.background = manifest.static_ids
         self.colliding = np.flatnonzero((m.geom_contype != 0) | (m.geom_conaffinity != 0))
+        self.ground_geom = -1
+        if manifest.ground is not None:
+            self.ground_geom = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, manifest.ground.id)
         mujoco.mj_forward(m, self.data)
+
+    def _load(self, path):
+        """The model of ``path`` with the ground plane validation wants (see the module doc)."""
+        mj, manifest = self.mj, self.manifest
+        record, ground = manifest.ground_record, manifest.ground
+        if ground is not None and ground.origin != "export":
+            from exporters.contact import MUJOCO_CONDIM, mujoco_friction
+            from exporters.ground import GROUND_LABEL
+            from exporters.materials import material_for_label
+            from exporters.mjcf import CONTACT_TIMECONST, restitution_dampratio
+
+            spec = mj.MjSpec.from_file(str(path))
+            material, _ = material_for_label(GROUND_LABEL)
+            geom = spec.worldbody.add_geom()
+            geom.name, geom.type = ground.id, mj.mjtGeom.mjGEOM_PLANE
+            geom.pos, geom.size = list(ground.position), [ground.size_m / 2.0, ground.size_m / 2.0, 0.1]
+            geom.condim = MUJOCO_CONDIM
+            geom.friction = list(mujoco_friction(material, static=True))
+            geom.solref = [CONTACT_TIMECONST, restitution_dampratio(material.restitution)]
+            return spec.compile()
+        model = mj.MjModel.from_xml_path(str(path))
+        if ground is None and record is not None and record.added:  # --no-ground: switch the exported plane off
+            g = mj.mj_name2id(model, mj.mjtObj.mjOBJ_GEOM, record.id)
+            if g >= 0:
+                model.geom_contype[g] = model.geom_conaffinity[g] = 0
+        return model
 
     @property
     def timestep(self) -> float:
@@ -82,11 +116,16 @@ class MujocoScene:
         raised, which is well defined for touching and overlapping geoms too."""
         mj, m, d = self.mj, self.model, self.data
         geoms = self.colliding
-        body = np.array([self.id_of_body.get(int(m.geom_bodyid[g])) for g in geoms], dtype=object)
+        owner = {int(g): self.id_of_body.get(int(m.geom_bodyid[g])) for g in geoms}
+        if self.ground_geom >= 0:
+            owner[self.ground_geom] = self.manifest.ground.id
+        body = np.array([owner[int(g)] for g in geoms], dtype=object)
         static = np.array([b is None or b in self.background for b in body])
         centre = np.asarray(d.geom_xpos[geoms], dtype=float)
         radius = np.asarray(m.geom_rbound[geoms], dtype=float)
         gap = np.linalg.norm(centre[:, None, :] - centre[None, :, :], axis=2) - radius[:, None] - radius[None, :]
+        for k in np.flatnonzero(geoms == self.ground_geom):  # a plane has no bounding sphere: height above it
+            gap[k, :] = gap[:, k] = centre[:, 2] - radius - centre[k, 2]
         i_idx, j_idx = np.nonzero(np.triu(gap <= search, k=1))
         out = []
         delta = 1e-4
@@ -175,7 +214,8 @@ def compare(pybullet: SimulatorResult, mujoco: SimulatorResult, config: Validati
         dr = rotation_angle_deg(a.rest_orientation, b.rest_orientation)
         same = a.stable == b.stable
         rows.append(ObjectAgreement(
-            id=a.id, position_difference_m=dp,
+            id=a.id, pybullet_stable=a.stable, mujoco_stable=b.stable, pybullet_drift_m=a.drift_m, mujoco_drift_m=b.drift_m,
+            pybullet_rotation_deg=a.rotation_deg, mujoco_rotation_deg=b.rotation_deg, position_difference_m=dp,
             rest_distance_m=float(np.linalg.norm(np.subtract(a.rest_position, b.rest_position))),
             rotation_difference_deg=dr,
             drift_difference_m=abs(a.drift_m - b.drift_m), same_verdict=same,

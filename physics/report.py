@@ -80,8 +80,17 @@ SCENE_HEADER = ["simulator", "objects", "stable", "stable share", "collision pai
 OBJECT_HEADER = ["id", "label", "contact offset (mm)", "drift (mm)", "rotation (deg)", "penetration t=0 (mm)", "penetration rest (mm)",
                  "gap below t=0 (mm)", "speed (m/s)", "angular (rad/s)", "settle (s)", "support t=0", "support at rest",
                  "stable", "issues"]
-AGREEMENT_HEADER = ["id", "motion difference (mm)", "rest distance (mm)", "rotation difference (deg)", "drift difference (mm)",
-                    "same verdict", "agree"]
+AGREEMENT_HEADER = ["id", "PyBullet", "MuJoCo", "PyBullet drift (mm)", "MuJoCo drift (mm)", "PyBullet rotation (deg)",
+                    "MuJoCo rotation (deg)", "motion difference (mm)", "rest distance (mm)", "rotation difference (deg)",
+                    "drift difference (mm)", "same verdict", "agree"]
+
+
+def _stable(value: bool) -> str:
+    return "stable" if value else "unstable"
+
+
+def _pass(value: bool | None) -> str:
+    return "-" if value is None else "PASS" if value else "FAIL"
 
 
 def _scene_row(sim: SimulatorResult) -> list[str]:
@@ -102,6 +111,13 @@ def _object_rows(sim: SimulatorResult) -> list[list[str]]:
     ] for o in sim.objects]
 
 
+def _ground(report: ValidationReport) -> str:
+    g = report.ground
+    if g is None:
+        return "none" + ("" if report.config.ground else " (--no-ground)")
+    return f"`{g.id}` at z = {g.z:.4f} m ({'added by the export' if g.origin == 'export' else 'added by validation'})"
+
+
 def render_markdown(report: ValidationReport) -> str:
     cfg = report.config
     sims = [s for s in (report.pybullet, report.mujoco) if s is not None]
@@ -117,6 +133,7 @@ def render_markdown(report: ValidationReport) -> str:
         "on the floor, on its support",
         f"- collision pair: overlap > {cfg.max_penetration_m * MM:g} mm at t=0; floating: nothing within "
         f"{cfg.contact_tolerance_m * MM:g} mm below at t=0",
+        f"- ground plane: {_ground(report)}",
         "",
     ]
     if report.failures:
@@ -134,6 +151,7 @@ def render_markdown(report: ValidationReport) -> str:
         ag = report.agreement
         lines += [
             "## PyBullet vs MuJoCo", "",
+            "Per object: each simulator's verdict, drift and rotation from the exported pose, and how far apart they are. "
             f"The two simulators move the objects alike (displacement to rest within {cfg.agreement_m * 100:g} cm, "
             f"rest orientation within {cfg.agreement_deg:g} deg, same verdict) for "
             f"{_num(ag.share_agreeing * 100, 1.0, 1)} % of the objects; largest difference "
@@ -142,7 +160,9 @@ def render_markdown(report: ValidationReport) -> str:
             "PyBullet's contact offset.", "",
         ]
         lines += _table(AGREEMENT_HEADER, [[
-            r.id, _num(r.position_difference_m, MM), _num(r.rest_distance_m, MM), _num(r.rotation_difference_deg),
+            r.id, _stable(r.pybullet_stable), _stable(r.mujoco_stable), _num(r.pybullet_drift_m, MM), _num(r.mujoco_drift_m, MM),
+            _num(r.pybullet_rotation_deg), _num(r.mujoco_rotation_deg),
+            _num(r.position_difference_m, MM), _num(r.rest_distance_m, MM), _num(r.rotation_difference_deg),
             _num(r.drift_difference_m, MM),
             "yes" if r.same_verdict else "no", "yes" if r.agree else "no",
         ] for r in ag.objects]) + [""]
@@ -152,8 +172,10 @@ def render_markdown(report: ValidationReport) -> str:
                   f"Scene dir `{st.scene_dir}`; {len(st.iterations)} round(s); "
                   f"before: {'PASS' if st.initially_passed else 'FAIL'}, after: {'PASS' if st.passed else 'FAIL'}.", ""]
         for it in st.iterations:
-            lines += [f"Round {it.index} (flagged: {', '.join(it.failing_before) or '-'}; re-export "
-                      f"{it.export_seconds:.1f} s; then {'PASS' if it.passed_after else 'FAIL'}):", ""]
+            after = f"PyBullet {_pass(it.pybullet_passed)}" + ("" if it.mujoco_passed is None else f", MuJoCo {_pass(it.mujoco_passed)}")
+            stages = " then ".join("PyBullet" if s == "pybullet" else "MuJoCo" for s in it.simulators) or "-"
+            lines += [f"Round {it.index} (flagged: {', '.join(it.failing_before) or '-'}; repaired in {stages}; re-export "
+                      f"{it.export_seconds:.1f} s; then {'PASS' if it.passed_after else 'FAIL'}: {after}):", ""]
             lines += [f"- `{m.id}` moved {_num(m.translation_m, MM)} mm, turned {_num(m.rotation_deg)} deg: "
                       + "; ".join(m.actions) for m in it.moves] + [""]
         if st.unresolved:
@@ -228,7 +250,7 @@ def report_validation(
     t0 = time.perf_counter()
     images: dict[str, str] = {}
     if config.render:
-        manifest = read_manifest(export_dir)
+        manifest = read_manifest(export_dir, ground=config.ground)
         after = {o.id: (o.rest_position, o.rest_orientation) for o in report.pybullet.objects}
         camera = isometric_camera(manifest, before)
         write_png(render(manifest, before, camera, config), report_dir / BEFORE_PNG)

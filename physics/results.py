@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from exporters.ground import GroundPlan
 from physics.config import ValidationConfig
 
 Vec3 = tuple[float, float, float]
@@ -116,6 +117,12 @@ class SimulatorResult:
 @dataclass
 class ObjectAgreement:
     id: str
+    pybullet_stable: bool
+    mujoco_stable: bool
+    pybullet_drift_m: float
+    mujoco_drift_m: float
+    pybullet_rotation_deg: float
+    mujoco_rotation_deg: float
     position_difference_m: float  # between the two displacements start -> rest (contact offsets removed)
     rest_distance_m: float  # between the two rest positions as they are
     rotation_difference_deg: float  # between the two rest orientations
@@ -155,7 +162,10 @@ class SettleIteration:
     failing_before: list[str]  # ids flagged by the validation that started the round
     moves: list[ObjectMove]
     export_seconds: float
-    passed_after: bool
+    passed_after: bool  # in both simulators
+    simulators: list[str] = field(default_factory=list)  # the repair stages of the round: "pybullet", "mujoco"
+    pybullet_passed: bool | None = None  # each simulator's verdict after the round
+    mujoco_passed: bool | None = None  # (None: MuJoCo not run)
 
 
 @dataclass
@@ -193,6 +203,7 @@ class ValidationReport:
     notes: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # name -> file name in the report dir
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
+    ground: GroundPlan | None = None  # the ground plane both simulators had (exporters/ground.py)
 
     @property
     def verdict(self) -> str:

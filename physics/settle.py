@@ -1,9 +1,22 @@
-"""Placement repair (``hiscene validate --settle``): make a scene physically plausible by
-moving its objects, writing the new poses into the scene dir and re-exporting.
+"""Placement repair (``hiscene validate --settle``): make a scene physically plausible in
+both simulators by moving its objects, writing the new poses into the scene dir and
+re-exporting.
 
-One repair round, in PyBullet on the export's own URDFs (``repair_poses``):
+One repair round (``repair_poses``) has up to two stages, chosen by the validation that
+started the round:
 
-1. lift objects that start below the floor onto it;
+- the PyBullet stage, when PyBullet fails the scene (steps 1-5 below, on the export's own
+  URDFs);
+- the MuJoCo stage, when MuJoCo fails it (``physics.mujoco_repair``): MuJoCo is started from
+  the poses the PyBullet stage left (or the exported ones, when PyBullet passed), simulated
+  to rest, and the objects it moved take their MuJoCo rest poses; those are put back on the
+  actual geometry in PyBullet (steps 2 and 5: MuJoCo's soft contacts rest a hair inside
+  their supports). This is what repairs an object PyBullet holds but MuJoCo does not (one
+  balanced on an edge: PyBullet's solver keeps it there, MuJoCo lets it fall).
+
+PyBullet stage:
+
+1. lift objects that start below the floor (or ground plane) onto it;
 2. separate interpenetrating pairs along their minimal separating direction (PyBullet's
    contact normal): an object overlapping a background body moves out of it; of two
    objects, one on top of the other (normal within 45 deg of vertical) the upper one moves
@@ -11,8 +24,9 @@ One repair round, in PyBullet on the export's own URDFs (``repair_poses``):
    overlaps by more than 0.1 mm;
 3. drop every object straight down onto what is below it, lowest first;
 4. simulate to rest (gravity, same step as the drop test, the start raised by the contact
-   offsets of ``physics.pybullet_check``) until everything rested ``settle_rest_seconds``
-   or ``settle_max_seconds`` passed;
+   offsets of ``physics.pybullet_check``) for the drop test's ``seconds`` at least (what
+   starts moving late, as an object balanced on an edge does, is seen), then until
+   everything rested ``settle_rest_seconds`` or ``settle_max_seconds`` passed;
 5. drop again, lowest first: PyBullet rests bodies on hulls padded by the collision margin
    (2 mm per contact), so rest poses float; this puts them back on the actual geometry,
    ``settle_clearance_m`` above it.
@@ -20,9 +34,12 @@ One repair round, in PyBullet on the export's own URDFs (``repair_poses``):
 Only poses that changed by more than ``write_epsilon_m`` / ``write_epsilon_deg`` are written
 (the rest is solver noise; untouched objects keep their poses bit for bit).
 ``settle_scene`` loops round -> ``save_scene`` -> ``export_scene`` (same formats and
-settings, into the same export dir, replaced atomically) -> validate until the scene passes
-or ``settle_iterations`` rounds were made, and lists the objects it could not make stable
-with the reasons.
+settings, into the same export dir, replaced atomically) -> validate in both simulators
+until the scene passes in both or ``settle_iterations`` rounds were made. The verdict is
+PASS only when both pass. A pose one simulator rests an object in is re-checked by the
+other in the next round, so an object the two cannot agree on (each one's rest pose fails
+in the other) ends in ``unresolved`` with both verdicts, the rounds that moved it and by
+which simulator.
 """
 
 from __future__ import annotations
@@ -42,8 +59,16 @@ from hiscene_sim.rotations import rotation_angle_deg
 from physics.bullet import BulletWorld
 from physics.config import ValidationConfig
 from physics.manifest import ExportManifest, find_floor, read_manifest
+from physics.mujoco_repair import mujoco_rest
 from physics.pybullet_check import contact_offsets
-from physics.results import ObjectMove, SettleIteration, SettleResult, UnresolvedObject, ValidationReport
+from physics.results import (
+    ObjectMove,
+    SettleIteration,
+    SettleResult,
+    SimulatorResult,
+    UnresolvedObject,
+    ValidationReport,
+)
 from physics.validate import validate_export
 
 log = logging.getLogger(__name__)
@@ -53,6 +78,7 @@ SEPARATION_ROUNDS = 40
 VERTICAL_NORMAL_Z = math.cos(math.radians(45))  # pairs whose normal is this close to vertical stack
 DROP_SEARCH_M = 1.0  # how far below an object its support is looked for
 DROP_STEPS = 25
+SIMULATOR_NAMES = {"pybullet": "PyBullet", "mujoco": "MuJoCo"}
 
 
 @dataclass
@@ -61,6 +87,7 @@ class RepairPlan:
     simulated_seconds: float
     still_moving: list[str]
     lost: dict[str, str] = field(default_factory=dict)  # id -> why its pose was not written
+    simulators: list[str] = field(default_factory=list)  # the stages that ran: "pybullet", "mujoco"
 
 
 def _cm(m: float) -> str:
@@ -141,7 +168,8 @@ def _drop_all(world: BulletWorld, fg: list[str], config: ValidationConfig, actio
 
 def _simulate_to_rest(world: BulletWorld, fg: list[str], config: ValidationConfig) -> tuple[float, list[str]]:
     calm_needed = max(1, round(config.settle_rest_seconds * config.hz))
-    max_steps = max(1, round(config.settle_max_seconds * config.hz))
+    min_steps = config.steps  # as long as the drop test at least
+    max_steps = max(1, min_steps, round(config.settle_max_seconds * config.hz))
     calm = 0
     moving: list[str] = []
     steps = 0
@@ -152,37 +180,93 @@ def _simulate_to_rest(world: BulletWorld, fg: list[str], config: ValidationConfi
             if (s := world.speed(oid))[0] > config.rest_linear_speed or s[1] > config.rest_angular_speed
         ]
         calm = 0 if moving else calm + 1
-        if calm >= calm_needed:
+        if calm >= calm_needed and steps >= min_steps:
             break
     return steps * config.timestep, moving
 
 
-def repair_poses(manifest: ExportManifest, config: ValidationConfig) -> RepairPlan:
-    """New poses for the export's foreground objects (see the module doc); nothing is written."""
+def _pybullet_stage(world: BulletWorld, fg: list[str], floor, config: ValidationConfig,
+                    actions: dict[str, list[str]]) -> tuple[float, list[str]]:
+    """Steps 1-5 of the module doc in ``world``; returns (simulated seconds, still moving)."""
+    if floor.solid:
+        for oid in fg:
+            bottom, _ = world.z_extent(oid)
+            if bottom < floor.z - SEPARATION_SLOP_M:
+                world.move(oid, (0.0, 0.0, floor.z - bottom + config.settle_clearance_m))
+                actions[oid].append(f"raised {_cm(floor.z - bottom)} out of the floor")
+    _separate(world, fg, config, actions)
+    _drop_all(world, fg, config, actions)
+    for oid, dz in contact_offsets(world).items():  # start on the padded hulls: no pop-up (see pybullet_check)
+        if dz > 0.0:
+            world.move(oid, (0.0, 0.0, dz))
+    simulated, still_moving = _simulate_to_rest(world, fg, config)
+    _drop_all(world, fg, config, None)
+    return simulated, still_moving
+
+
+def _mujoco_stage(world: BulletWorld, manifest: ExportManifest, fg: list[str], config: ValidationConfig,
+                  actions: dict[str, list[str]], lost: dict[str, str]) -> tuple[float, list[str]]:
+    """The MuJoCo stage of the module doc, from the poses in ``world``; the moved objects'
+    MuJoCo rest poses end up in ``world``. Returns (simulated seconds, still moving)."""
+    start = {oid: world.pose(oid) for oid in fg}
+    rest = mujoco_rest(manifest, config, start)
+    if rest.diverged:  # nothing of MuJoCo's run is usable; what the PyBullet stage did stands
+        for oid in fg:
+            lost.setdefault(oid, rest.diverged)
+        return rest.simulated_seconds, []
+    moved = []
+    for oid in fg:
+        (p0, q0), (p1, q1) = start[oid], rest.poses[oid]
+        dp, dr = float(np.linalg.norm(np.subtract(p1, p0))), rotation_angle_deg(q0, q1)
+        if dp > config.write_epsilon_m or dr > config.write_epsilon_deg:
+            world.set_pose(oid, p1, q1)
+            moved.append(oid)
+            actions[oid].append(f"took MuJoCo's rest pose ({_cm(dp)}, {dr:.1f} deg from where MuJoCo started it)")
+    if moved:  # MuJoCo rests a hair inside its supports: back onto the geometry, with the clearance
+        _separate(world, fg, config, actions)
+        for oid in sorted(moved, key=lambda i: world.z_extent(i)[0]):
+            _lift_onto(world, oid, config)
+        _drop_all(world, fg, config, None)
+    return rest.simulated_seconds, rest.still_moving
+
+
+def _lift_onto(world: BulletWorld, oid: str, config: ValidationConfig) -> None:
+    """Raise ``oid`` to ``settle_clearance_m`` above what it rests on when it sits lower (a
+    shallow overlap ``_separate`` leaves to the solver)."""
+    below = [q.distance_m for q in world.proximities(config.contact_tolerance_m, [oid])
+             if q.a == oid and q.normal[2] >= config.support_normal_z]
+    if below and min(below) < config.settle_clearance_m:
+        world.move(oid, (0.0, 0.0, config.settle_clearance_m - min(below)))
+
+
+def repair_poses(manifest: ExportManifest, config: ValidationConfig, report: ValidationReport | None = None) -> RepairPlan:
+    """New poses for the export's foreground objects (see the module doc); nothing is
+    written. ``report``: the validation that started the round; it picks the stages (without
+    one, the PyBullet stage only)."""
     fg = [o.id for o in manifest.foreground]
     floor = find_floor(manifest)
     actions: dict[str, list[str]] = defaultdict(list)
+    lost: dict[str, str] = {}
+    pybullet = report is None or not report.pybullet.passed
+    mujoco = (report is not None and report.mujoco is not None and not report.mujoco.passed
+              and manifest.path("mjcf") is not None)
+    simulators: list[str] = []
+    simulated, still_moving = 0.0, []
     with BulletWorld(manifest, config) as world:
         before = {oid: world.pose(oid) for oid in fg}
-        if floor.source.startswith("floor object"):
-            for oid in fg:
-                bottom, _ = world.z_extent(oid)
-                if bottom < floor.z - SEPARATION_SLOP_M:
-                    world.move(oid, (0.0, 0.0, floor.z - bottom + config.settle_clearance_m))
-                    actions[oid].append(f"raised {_cm(floor.z - bottom)} out of the floor")
-        _separate(world, fg, config, actions)
-        _drop_all(world, fg, config, actions)
-        for oid, dz in contact_offsets(world).items():  # start on the padded hulls: no pop-up (see pybullet_check)
-            if dz > 0.0:
-                world.move(oid, (0.0, 0.0, dz))
-        simulated, still_moving = _simulate_to_rest(world, fg, config)
-        _drop_all(world, fg, config, None)
+        if pybullet:
+            simulators.append("pybullet")
+            simulated, still_moving = _pybullet_stage(world, fg, floor, config, actions)
+        if mujoco:
+            simulators.append("mujoco")
+            seconds, moving = _mujoco_stage(world, manifest, fg, config, actions, lost)
+            simulated += seconds
+            still_moving = sorted(set(still_moving) | set(moving))
         after = {oid: world.pose(oid) for oid in fg}
         tops = {oid: world.z_extent(oid)[1] for oid in fg}
 
     labels = {o.id: o.label for o in manifest.foreground}
     moves: list[ObjectMove] = []
-    lost: dict[str, str] = {}
     for oid in fg:
         (p0, q0), (p1, q1) = before[oid], after[oid]
         if tops[oid] < floor.z:
@@ -195,12 +279,13 @@ def repair_poses(manifest: ExportManifest, config: ValidationConfig) -> RepairPl
         if dp <= config.write_epsilon_m and dr <= config.write_epsilon_deg:
             continue
         todo = list(actions.get(oid, []))
-        todo.append(f"simulated to rest: moved {_cm(dp)}, turned {dr:.1f} deg in all")
+        names = " then ".join(SIMULATOR_NAMES[s] for s in simulators)
+        todo.append(f"simulated to rest in {names}: moved {_cm(dp)}, turned {dr:.1f} deg in all")
         moves.append(ObjectMove(oid, labels[oid], p0, q0, p1, q1, dp, dr, todo))
-    return RepairPlan(moves, simulated, still_moving, lost)
+    return RepairPlan(moves, simulated, still_moving, lost, simulators)
 
 
-def _apply(scene_dir: Path, moves: list[ObjectMove], iteration: int, seconds: float) -> None:
+def _apply(scene_dir: Path, moves: list[ObjectMove], iteration: int, seconds: float, simulators: list[str]) -> None:
     from hiscene_sim.scene import Pose, Provenance, load_scene, save_scene
 
     scene = load_scene(scene_dir)
@@ -208,7 +293,7 @@ def _apply(scene_dir: Path, moves: list[ObjectMove], iteration: int, seconds: fl
         obj = scene.get(move.id)
         obj.pose = Pose(tuple(move.after_position), tuple(move.after_orientation), obj.pose.scale)
     scene.provenance.append(Provenance(
-        stage="settle", backend="pybullet",
+        stage="settle", backend="+".join(simulators) or "pybullet",
         parameters={"iteration": iteration, "moved": [m.id for m in moves]},
         seconds=round(seconds, 3), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     ))
@@ -225,20 +310,36 @@ def _failing(report: ValidationReport) -> list[str]:
     return ids
 
 
-def _unresolved(report: ValidationReport, lost: dict[str, str]) -> list[UnresolvedObject]:
+def _verdict(sim: SimulatorResult, oid: str) -> str:
+    o = sim.get(oid)
+    return (f"{'stable' if o.stable else 'unstable'} in {SIMULATOR_NAMES[sim.simulator]} "
+            f"(drift {_cm(o.drift_m)}, turned {o.rotation_deg:.1f} deg)")
+
+
+def _unresolved(report: ValidationReport, lost: dict[str, str], iterations: list[SettleIteration],
+                rounds: int) -> list[UnresolvedObject]:
+    """Why each object still flagged could not be repaired: each simulator's issues, both
+    verdicts side by side, and which rounds moved it with which simulator."""
     reasons: dict[str, list[str]] = defaultdict(list)
     labels: dict[str, str] = {}
     for sim in (report.pybullet, report.mujoco):
         if sim is None:
             continue
-        name = "PyBullet" if sim.simulator == "pybullet" else "MuJoCo"
         for o in sim.objects:
             labels[o.id] = o.label
             for issue in o.issues:
-                reasons[o.id].append(f"{name}: {issue.message}")
+                reasons[o.id].append(f"{SIMULATOR_NAMES[sim.simulator]}: {issue.message}")
     if not report.passed:
         for oid, why in lost.items():
             reasons[oid].insert(0, f"repair: {why}")
+    sims = [s for s in (report.pybullet, report.mujoco) if s is not None]
+    for oid, why in reasons.items():
+        history = [f"round {it.index} ({' then '.join(SIMULATOR_NAMES[s] for s in it.simulators)})"
+                   for it in iterations if any(m.id == oid for m in it.moves)]
+        moved = "moved in " + ", ".join(history) if history else "not moved"
+        left = f"; no rounds left (at most {rounds})" if len(iterations) >= rounds else ""
+        why.append(f"cross-check after {len(iterations)} round(s), {moved}{left}: "
+                   + "; ".join(_verdict(s, oid) for s in sims))
     return [UnresolvedObject(oid, labels.get(oid, oid), r) for oid, r in reasons.items()]
 
 
@@ -282,17 +383,19 @@ def settle_scene(
             break
         failing = _failing(report)
         t0 = time.perf_counter()
-        plan = repair_poses(read_manifest(export_dir), config)
+        plan = repair_poses(read_manifest(export_dir, ground=config.ground), config, report)
         lost = plan.lost
         if not plan.moves:
-            log.info("settle round %d: nothing left to move", index)
+            log.info("settle round %d: nothing left to move (%s)", index, " then ".join(plan.simulators))
             break
-        _apply(scene_dir, plan.moves, index, time.perf_counter() - t0)
+        _apply(scene_dir, plan.moves, index, time.perf_counter() - t0, plan.simulators)
         t0 = time.perf_counter()
         export_scene(scene_dir, export_dir, export_config)
         export_seconds = time.perf_counter() - t0
         report = validate_export(export_dir, config)
-        iteration = SettleIteration(index, failing, plan.moves, round(export_seconds, 3), report.passed)
+        iteration = SettleIteration(index, failing, plan.moves, round(export_seconds, 3), report.passed,
+                                    simulators=plan.simulators, pybullet_passed=report.pybullet.passed,
+                                    mujoco_passed=None if report.mujoco is None else report.mujoco.passed)
         iterations.append(iteration)
         log.info("settle round %d: moved %s; %s", index, ", ".join(m.id for m in plan.moves), report.verdict)
         if on_iteration:
@@ -306,6 +409,7 @@ def settle_scene(
         scene_dir=str(scene_dir.resolve()), export_dir=str(export_dir.resolve()),
         initially_passed=initial.passed, initial_failures=list(initial.failures),
         iterations=iterations, passed=report.passed,
-        unresolved=[] if report.passed else _unresolved(report, lost), warnings=warnings,
+        unresolved=[] if report.passed else _unresolved(report, lost, iterations, config.settle_iterations),
+        warnings=warnings,
     )
     return initial, report

@@ -1,4 +1,8 @@
-"""One validation of an export dir: PyBullet drop test, MuJoCo cross-check, agreement, verdict."""
+"""One validation of an export dir: PyBullet drop test, MuJoCo cross-check, agreement, verdict.
+
+Both simulators get the same static bodies: the background objects and the ground plane the
+export recorded (``physics.manifest``; ``config.ground = False`` leaves it out).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import time
 from pathlib import Path
 
 from physics.config import ValidationConfig
-from physics.manifest import find_floor, read_manifest
+from physics.manifest import ExportManifest, Floor, find_floor, read_manifest
 from physics.mujoco_check import compare, observe_mujoco
 from physics.pybullet_check import observe_pybullet
 from physics.results import ValidationReport
@@ -20,10 +24,10 @@ def validate_export(export_dir: str | Path, config: ValidationConfig | None = No
     """Drop-test the export in PyBullet (and MuJoCo unless ``config.mujoco`` is off)."""
     config = config or ValidationConfig()
     export_dir = Path(export_dir)
-    manifest = read_manifest(export_dir)
+    manifest = read_manifest(export_dir, ground=config.ground)
     floor = find_floor(manifest)
     seconds: dict[str, float] = {}
-    notes: list[str] = []
+    notes: list[str] = ground_notes(manifest, floor)
 
     t0 = time.perf_counter()
     pybullet = judge(manifest, observe_pybullet(manifest, config), floor, config)
@@ -59,4 +63,20 @@ def validate_export(export_dir: str | Path, config: ValidationConfig | None = No
         format=REPORT_FORMAT, version=REPORT_VERSION, scene=manifest.scene, export_dir=str(export_dir.resolve()),
         config=config, pybullet=pybullet, mujoco=mujoco, agreement=agreement, settle=None,
         passed=not failures, failures=failures, notes=notes, seconds={k: round(v, 4) for k, v in seconds.items()},
+        ground=manifest.ground,
     )
+
+
+def ground_notes(manifest: ExportManifest, floor: Floor) -> list[str]:
+    """What the report says about the ground plane."""
+    g, record = manifest.ground, manifest.ground_record
+    if g is not None:
+        who = "recorded by the export" if g.origin == "export" else "added by validation (the export predates ground planes)"
+        return [f"Ground plane `{g.id}` at z={g.z:.4f} m in both simulators, {who}: {g.reason}"]
+    if record is not None and record.added:
+        return [f"The export's ground plane `{record.id}` (z={record.z:.4f} m) is left out of both simulators (--no-ground)"]
+    if not floor.solid:
+        why = record.reason if record is not None else "ground planes off (--no-ground)"
+        return [f"No floor object and no ground plane ({why}): nothing stops a fall; the floor height for the "
+                f"checks is the {floor.source} (z={floor.z:.4f} m)"]
+    return []

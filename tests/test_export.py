@@ -143,7 +143,8 @@ def test_glb_reloads_with_every_object(desk):
     assert sorted(scene.graph.nodes_geometry) == sorted(o.id for o in desk.exported.objects)
     for obj in desk.exported.objects:
         transform, geom = scene.graph[obj.id]
-        np.testing.assert_allclose(transform[:3, 3], obj.position, atol=1e-6)
+        x, y, z = obj.position
+        np.testing.assert_allclose(transform[:3, 3], (x, z, -y), atol=1e-6)  # glTF is Y-up: scene +Z is the file's +Y
         assert len(scene.geometry[geom].faces) == len(obj.visual.faces)
 
 

@@ -19,7 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hiscene_sim.label.commands import add_label_options
-from hiscene_sim.options import add_export_options, add_parse_options, export_config_from_args, parse_config_from_args
+from hiscene_sim.options import (
+    add_export_options,
+    add_input_options,
+    add_parse_options,
+    export_config_from_args,
+    input_frame_from_args,
+    parse_config_from_args,
+)
 
 BATCH_BACKENDS = (
     "backends (CPU, no weights): Ray tasks (one per scene; local Ray unless --address); stages as in `hiscene parse`, "
@@ -116,6 +123,7 @@ def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
     g.add_argument("--require-agreement", action="store_true", help="also fail when PyBullet and MuJoCo disagree")
     g.add_argument("--no-render", action="store_true", help="skip the renders (the contact sheet then has none)")
     add_parse_options(p)
+    add_input_options(p, "scene files")
     add_label_options(p)
     add_export_options(p)
     for action in p._actions:  # the export options' --workers means something narrower here
@@ -140,6 +148,7 @@ def config_from_args(args: argparse.Namespace):
 
     config = BatchConfig(
         parse=parse_config_from_args(args), label=label_config_from_args(args), export=export_config_from_args(args), validation=validation, variants=variants, glb_mode=args.glb_mode,
+        frame=input_frame_from_args(args),
         seed=args.prompt_seed, max_retries=args.max_retries,
         generate_config=str(args.generate_config.resolve()) if args.generate_config else None,
     )

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from exporters.config import ExportConfig
+from hiscene_sim.input_frame import InputFrame
 from hiscene_sim.label.stage import LabelConfig
 from hiscene_sim.naming import safe_identifier
 from hiscene_sim.parse import ParseConfig
@@ -112,6 +113,7 @@ class BatchConfig:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     variants: VariantConfig = field(default_factory=VariantConfig)
     glb_mode: str = "auto"  # "auto": one mesh node = fused (parse), several = one object per node (import)
+    frame: InputFrame = field(default_factory=InputFrame)  # how scene files' coordinates are read (--up, --units, --scale)
     seed: int = 0  # generation seed of the first prompt (each prompt line adds its index)
     generate_config: str | None = None  # `hiscene generate --config` JSON (weights); else $HISCENE_*_WEIGHTS
     # not part of the key: they change where and how fast, not what
@@ -140,6 +142,7 @@ class BatchConfig:
             "validation": asdict(self.validation),
             "variants": asdict(self.variants),
             "glb_mode": self.glb_mode,
+            "frame": asdict(self.frame),
         }
         if kind == "prompt":
             params["generate"] = self._generate_key()

@@ -145,6 +145,7 @@ class _Capture:
 
 def _run_stages(job: SceneJob, tmp: Path, config: BatchConfig, seconds: dict):
     """The scene's stages into ``tmp``; returns (pipeline result, made_by)."""
+    from hiscene_sim.input_frame import AS_WRITTEN
     from hiscene_sim.inputs import read_scene_input
 
     if job.kind == "missing":
@@ -155,9 +156,9 @@ def _run_stages(job: SceneJob, tmp: Path, config: BatchConfig, seconds: dict):
         made = Path(call_stage("generate", config, generate_stage, job.input, str(tmp / "work" / "generate"), job.seed,
                                config.generate_config, config.label))
         seconds["generate"] = round(time.perf_counter() - t0, 3)
-        source, made_by = read_scene_input(made, "parse"), "generate"
+        source, made_by = read_scene_input(made, "parse", AS_WRITTEN), "generate"
     else:
-        source = read_scene_input(job.input, "auto" if job.kind == "scene" else config.glb_mode)
+        source = read_scene_input(job.input, "auto" if job.kind == "scene" else config.glb_mode, config.frame)
         made_by = MADE_BY[source.kind.value]
     result = scene_pipeline(source, tmp, config, FILE_STAGES[source.kind.value])
     seconds.update(result.seconds)

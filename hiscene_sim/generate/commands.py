@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 
 from hiscene_sim.label.commands import LABEL_BACKENDS, add_label_options, label_config_from_args
-from hiscene_sim.options import add_export_options, add_parse_options, export_config_from_args, parse_config_from_args
+from hiscene_sim.options import (
+    add_export_options,
+    add_input_options,
+    add_parse_options,
+    export_config_from_args,
+    input_frame_from_args,
+    parse_config_from_args,
+)
 
 GENERATE_HELP = (
     "Stages and backends: text-to-image = FLUX (generate.flux.weights; CLIP choice with generate.clip.weights); "
@@ -44,6 +51,7 @@ def add_generate_parser(sub) -> None:
         p.add_argument(f"--{name}-weights", type=Path, help=f"local {name} weights directory")
     p.add_argument("--json", action="store_true", help="print the stage summary as JSON")
     add_parse_options(p)
+    add_input_options(p, "--from-scene")
     add_label_options(p)
     add_export_options(p, seed=False)
     p.set_defaults(func=cmd_generate)
@@ -61,7 +69,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     }
     config = GenerateConfig.load(args.config, overrides, completion_backend=args.completion, judge=args.judge,
                                  regeneration_backend=args.regenerate, candidates=args.candidates, seed=args.seed)
-    request = GenerateRequest(args.out, args.prompt, args.from_image, args.from_scene, args.force)
+    request = GenerateRequest(args.out, args.prompt, args.from_image, args.from_scene, args.force,
+                              frame=input_frame_from_args(args))
     options = PipelineOptions(parse=parse_config_from_args(args), label=label_config_from_args(args),
                               export=export_config_from_args(args, seed=0))
     result = generate_scene(request, config, echo=(lambda s: None) if args.json else print, options=options)

@@ -19,10 +19,11 @@ runs the stages. Output folder ``DIR``: the final (settled) scene dir (``scene.j
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hiscene_sim.generate.config import GenerateConfig
+from hiscene_sim.input_frame import InputFrame
 from hiscene_sim.orchestrator import (
     WORK,
     PipelineLayout,
@@ -47,6 +48,7 @@ class GenerateRequest:
     from_scene: Path | None = None
     force: bool = False
     until: str = "validate"  # the last stage to run (``hiscene batch`` stops at "background" and goes on itself)
+    frame: InputFrame = field(default_factory=InputFrame)  # how --from-scene's coordinates are read (--up, --units, --scale)
 
     def __post_init__(self) -> None:
         if self.until not in GENERATE_STAGES:
@@ -99,7 +101,12 @@ def generate_scene(request: GenerateRequest, config: GenerateConfig | None = Non
     if request.from_scene:  # the front door: a missing or unreadable scene fails here, before any work
         from hiscene_sim.inputs import read_scene_input
 
-        pipeline_request.source = read_scene_input(request.from_scene, "parse")
+        pipeline_request.source = read_scene_input(request.from_scene, "parse", request.frame)
+        frame = pipeline_request.source.frame
+        if frame is not None:
+            echo(f"frame: {frame.summary()}")
+            for warning in frame.warnings:
+                echo(f"warning: {warning}")
     echo(f"hiscene generate into {out} (seed {config.seed}); backends: " + ", ".join(f"{k} = {v}" for k, v in backends.items()))
     return run_pipeline(pipeline_request, opts, echo=echo, models=models, backends=backends)
 
