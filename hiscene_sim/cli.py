@@ -134,7 +134,8 @@ def _demo_from_fused(args: argparse.Namespace) -> int:
 
     score = score_parse(fused, world(parsed.objects), world(parsed.background))
     print(f"3. parse against the ground truth: {score.n_pred} objects found of {score.n_gt}, mean matched IoU {score.mean_iou:.2f} "
-          "(objects are labelled 'object': the weight-free parse cannot name them; `hiscene demo --from-nodes` keeps names)")
+          "(labels by the geometric labeller: the support surface 'table', the rest 'object'; a VLM names them: "
+          "`hiscene label --vlm-url ...`; `hiscene demo --from-nodes` keeps the names)")
     verdict = {True: "PASS", False: "FAIL", None: "not validated"}[result.passed]
     print(f"done in {time.perf_counter() - t0:.1f} s: {verdict}. Scene dir {paths.scene_dir}, sim export {paths.export_dir}, "
           f"report {result.report_path}. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
