@@ -381,7 +381,7 @@ def run_pipeline(
             bar, tick = bars.over(f"label ({label_config.backend})", lambda: _n_objects(src))
             with bar:
                 return run.timed("label", call, stages.label, src, out, label_config, tick).summary
-        run.step("label", {"config": _jsonable(label_config)}, [out / "scene.json"], do_label)
+        run.step("label", {"config": label_config.public()}, [out / "scene.json"], do_label)
         current = out
     if "regenerate" in wanted:
         src, out = current, work / "regenerated"

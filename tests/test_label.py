@@ -411,3 +411,11 @@ def test_generate_and_batch_pass_the_labelling_options(tmp_path):
 
     args = build_parser().parse_args(["generate", "--from-scene", "x.glb", "--out", str(tmp_path / "g"), "--vocab", "desk, chair"])
     assert label_config_from_args(args).vocabulary == ("desk", "chair")
+
+
+def test_an_api_key_in_the_options_never_reaches_a_ledger_or_a_key():
+    config = LabelConfig(backend="vlm", backend_options={"config": {"base_url": "http://x/v1", "model": "m", "api_key": API_KEY}})
+    assert API_KEY not in json.dumps(config.public()) and config.public()["backend_options"]["config"]["model"] == "m"
+    from hiscene_sim.batch.jobs import BatchConfig
+
+    assert API_KEY not in json.dumps(BatchConfig(label=config).key_parameters(), default=str)

@@ -137,7 +137,7 @@ class BatchConfig:
         params = {
             "batch_version": BATCH_VERSION,
             "parse": asdict(self.parse),
-            "label": json.loads(json.dumps(asdict(self.label), default=str)),
+            "label": self.label.public(),
             "export": export,
             "validation": asdict(self.validation),
             "variants": asdict(self.variants),

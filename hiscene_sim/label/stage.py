@@ -46,6 +46,18 @@ class LabelConfig:
     overrides: dict[str, str] = field(default_factory=dict)  # object id -> label, applied last
     rename: bool = True  # ids follow labels
 
+    def public(self) -> dict:
+        """The settings as JSON-able data without secrets (an API key given in the options), for
+        ledgers and batch keys."""
+        import json
+        from dataclasses import asdict
+
+        data = json.loads(json.dumps(asdict(self), default=str))
+        vlm = data["backend_options"].get("config")
+        if isinstance(vlm, dict) and vlm.get("api_key"):
+            vlm["api_key"] = "***"
+        return data
+
 
 @dataclass(frozen=True)
 class ObjectLabel:
