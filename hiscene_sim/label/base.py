@@ -99,7 +99,7 @@ _IRREGULAR = {"people": "person", "shelves": "shelf", "knives": "knife", "leaves
 # words ending in s that are singular already
 _SINGULAR_S = {"glass", "grass", "gas", "bus", "lens", "chess", "dress", "mattress", "cactus", "bonus",
                "canvas", "atlas", "iris", "tennis", "series", "species", "news", "pants", "scissors",
-               "jeans", "shorts", "stairs", "headphones", "cutlery", "dishes", "compass", "hummus",
+               "jeans", "shorts", "stairs", "headphones", "cutlery", "compass", "hummus",
                "octopus", "virus", "walrus", "platypus", "abacus", "cross", "moss", "boss", "kiss", "lotus"}
 
 
