@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 LABEL_BACKENDS = (
@@ -28,10 +27,16 @@ def add_label_options(p: argparse.ArgumentParser, views_flag: str = "--label-vie
     g.add_argument(views_flag, dest="label_views", type=int, default=4, help="views shown to an image labeller (default 4)")
 
 
+def _vlm_flags(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("base_url", args.vlm_url), ("model", args.vlm_model), ("timeout_s", args.vlm_timeout)) if v}
+
+
 def vlm_configured(args: argparse.Namespace, environ=None) -> bool:
-    env = os.environ if environ is None else environ
-    url = args.vlm_url or env.get("HISCENE_VLM_BASE_URL") or env.get("OPENAI_BASE_URL")
-    return bool(url and (args.vlm_model or env.get("HISCENE_VLM_MODEL")))
+    """An endpoint and a model, from the flags or the environment (as the VLM client reads them)."""
+    from hiscene_sim.vlm_client import VlmConfig
+
+    config = VlmConfig.from_dict(_vlm_flags(args), environ)
+    return bool(config.base_url and config.model)
 
 
 def label_config_from_args(args: argparse.Namespace, overrides: dict[str, str] | None = None):
@@ -42,11 +47,10 @@ def label_config_from_args(args: argparse.Namespace, overrides: dict[str, str] |
     backend = args.labeller or ("vlm" if vlm_configured(args) else "geometric")
     options: dict = {}
     if backend == "vlm":
-        options = {"config": {k: v for k, v in (("base_url", args.vlm_url), ("model", args.vlm_model),
-                                                ("timeout_s", args.vlm_timeout)) if v}}
-        from hiscene_sim.vlm_client import ENV_BASE_URL, ENV_OPENAI_BASE_URL, is_loopback
+        from hiscene_sim.vlm_client import VlmConfig, is_loopback
 
-        url = args.vlm_url or os.environ.get(ENV_BASE_URL) or os.environ.get(ENV_OPENAI_BASE_URL) or ""
+        options = {"config": _vlm_flags(args)}
+        url = VlmConfig.from_dict(options["config"]).base_url or ""
         options["config"]["require_api_key"] = not is_loopback(url)  # a local server may need no key
     elif backend == "clip":
         if args.label_clip_weights is None:

@@ -35,8 +35,8 @@ class ObjectFacts:
     size: tuple[float, float, float]  # bounding-box extents, m
 
 
-def _kind(scene: Scene, object_id: str, label: str) -> str:
-    if any(o.id == object_id for o in scene.objects):
+def _kind(is_foreground: bool, label: str) -> str:
+    if is_foreground:
         return "object"
     return label if label in ("floor", "wall") else "background"
 
@@ -93,20 +93,22 @@ def scene_facts(scene: Scene, scene_dir: str | Path, geometry: SceneGeometry | N
             if votes[j] >= 0.5 * len(xy):
                 rests_on[k] = j
                 support_z.setdefault(j, []).extend(heights[j])
+    resting: dict[int, list[int]] = {}  # support -> the objects resting on it
+    for i, j in enumerate(rests_on):
+        if j is not None:
+            resting.setdefault(j, []).append(i)
+    footprints = [float(np.prod(mesh.extents[:2])) for mesh in geometry.meshes]
     facts = {}
     for k, (oid, mesh) in enumerate(zip(geometry.ids, geometry.meshes)):
-        lo, hi = mesh.bounds
-        ext = hi - lo
-        footprint = float(ext[0] * ext[1])
         up = np.asarray(mesh.face_normals)[:, 2] >= UPWARD
         centers_z = np.asarray(mesh.triangles_center)[:, 2]
-        band = 0.02 * max(float(ext.max()), 1e-9)
-        level = float(np.median(support_z[k])) if k in support_z else float(centers_z[up].max()) if up.any() else float(hi[2])
+        band = 0.02 * max(float(mesh.extents.max()), 1e-9)
+        level = float(np.median(support_z[k])) if k in support_z else float(centers_z[up].max()) if up.any() else float(mesh.bounds[1][2])
         top_area = float(np.asarray(mesh.area_faces)[up & (np.abs(centers_z - level) <= band)].sum())
-        supported = tuple(geometry.ids[i] for i in range(n) if rests_on[i] == k)
-        supported_fp = max((float(np.prod(geometry.meshes[i].extents[:2])) for i in range(n) if rests_on[i] == k), default=0.0)
+        on_it = resting.get(k, [])
         facts[oid] = ObjectFacts(
-            oid, _kind(scene, oid, geometry.labels[k]), geometry.ids[rests_on[k]] if rests_on[k] is not None else None,
-            supported, top_area, footprint, supported_fp, tuple(float(x) for x in ext),
+            oid, _kind(oid in foreground, geometry.labels[k]), geometry.ids[rests_on[k]] if rests_on[k] is not None else None,
+            tuple(geometry.ids[i] for i in on_it), top_area, footprints[k], max((footprints[i] for i in on_it), default=0.0),
+            tuple(float(x) for x in mesh.extents),
         )
     return facts

@@ -20,7 +20,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -239,7 +239,7 @@ def label_scene(scene_dir: str | Path, config: LabelConfig | None = None, out_di
         if progress is not None:
             progress(n + 1, len(scene.objects), obj.id)
     mapping = new_ids(scene, {r.previous_id: r.label for r in results}) if config.rename else {o.id: o.id for o in scene.objects}
-    results = [ObjectLabel(r.previous_id, mapping[r.previous_id], r.label, r.answer, r.attempts, r.warning) for r in results]
+    results = [replace(r, object_id=mapping[r.previous_id]) for r in results]
     moves = _file_moves(scene, mapping)
     for obj, r in zip(scene.objects, results):
         obj.label = r.label
