@@ -20,6 +20,7 @@ import numpy as np
 from physics.config import ValidationConfig
 from physics.manifest import ExportManifest, Quat, Vec3
 from physics.mujoco_check import MujocoScene
+from physics.rest import run_to_rest
 
 
 @dataclass
@@ -52,24 +53,20 @@ def mujoco_rest(manifest: ExportManifest, config: ValidationConfig,
             set_pose(scene, oid, pos, orn)
     mj.mj_forward(m, d)
     dt = scene.timestep
-    calm_needed = max(1, round(config.settle_rest_seconds / dt))
-    min_steps = round(config.seconds / dt)
-    max_steps = max(1, min_steps, round(config.settle_max_seconds / dt))
-    calm, steps, moving = 0, 0, list(fg)
-    for steps in range(1, max_steps + 1):
-        scene.step()
-        if not fg:
-            break
+
+    def moving() -> list[str]:
         lin, ang = scene.speeds(fg)
         fast = (lin > config.rest_linear_speed) | (ang > config.rest_angular_speed)
-        calm = 0 if fast.any() else calm + 1
-        if calm >= calm_needed and steps >= min_steps:
-            moving = []
-            break
-        moving = [oid for oid, f in zip(fg, fast) if f]
+        return [oid for oid, f in zip(fg, fast) if f]
+
+    if fg:
+        simulated, moving_ids = run_to_rest(scene.step, moving, dt, config)
+    else:
+        scene.step()
+        simulated, moving_ids = dt, []
     bad = {w: int(d.warning[getattr(mj.mjtWarning, w)].number) for w in ("mjWARN_BADQACC", "mjWARN_BADQPOS", "mjWARN_BADQVEL")}
     diverged = None
     if any(bad.values()) or not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
         diverged = "MuJoCo diverged while settling (" + (", ".join(f"{w} x{n}" for w, n in bad.items() if n) or "non-finite state") + ")"
     poses = {oid: scene.pose(oid) for oid in fg}
-    return MujocoRest(poses, steps * dt, moving, diverged)
+    return MujocoRest(poses, simulated, moving_ids, diverged)

@@ -61,6 +61,7 @@ from physics.config import ValidationConfig
 from physics.manifest import ExportManifest, find_floor, read_manifest
 from physics.mujoco_repair import mujoco_rest
 from physics.pybullet_check import contact_offsets
+from physics.rest import run_to_rest
 from physics.results import (
     ObjectMove,
     SettleIteration,
@@ -167,22 +168,10 @@ def _drop_all(world: BulletWorld, fg: list[str], config: ValidationConfig, actio
 
 
 def _simulate_to_rest(world: BulletWorld, fg: list[str], config: ValidationConfig) -> tuple[float, list[str]]:
-    calm_needed = max(1, round(config.settle_rest_seconds * config.hz))
-    min_steps = config.steps  # as long as the drop test at least
-    max_steps = max(1, min_steps, round(config.settle_max_seconds * config.hz))
-    calm = 0
-    moving: list[str] = []
-    steps = 0
-    for steps in range(1, max_steps + 1):
-        world.step()
-        moving = [
-            oid for oid in fg
-            if (s := world.speed(oid))[0] > config.rest_linear_speed or s[1] > config.rest_angular_speed
-        ]
-        calm = 0 if moving else calm + 1
-        if calm >= calm_needed and steps >= min_steps:
-            break
-    return steps * config.timestep, moving
+    def moving() -> list[str]:
+        return [oid for oid in fg if (s := world.speed(oid))[0] > config.rest_linear_speed or s[1] > config.rest_angular_speed]
+
+    return run_to_rest(world.step, moving, config.timestep, config)
 
 
 def _pybullet_stage(world: BulletWorld, fg: list[str], floor, config: ValidationConfig,
