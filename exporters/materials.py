@@ -274,14 +274,15 @@ def check_plausible(
     who = f"object {object_id!r} labelled {label!r}" if object_id else repr(label)
     a_key = f"{'an' if key[:1] in 'aeiou' else 'a'} {key}"
     out = []
-    if material.size_m and not _within(size_m, material.size_m):
+    if material.size_m and not within_plausible(size_m, material.size_m):
         lo, hi = material.size_m
         out.append(f"{who} is {size_m:.3g} m across; {a_key} is {lo:g}-{hi:g} m")
-    if material.mass_kg and not _within(mass_kg, material.mass_kg):
+    if material.mass_kg and not within_plausible(mass_kg, material.mass_kg):
         lo, hi = material.mass_kg
         out.append(f"{who} weighs {mass_kg:.3g} kg; {a_key} weighs {lo:g}-{hi:g} kg")
     return out
 
 
-def _within(value: float, span: tuple[float, float]) -> bool:
+def within_plausible(value: float, span: tuple[float, float]) -> bool:
+    """``value`` inside ``span`` widened ``PLAUSIBLE_MARGIN`` times both ways."""
     return span[0] / PLAUSIBLE_MARGIN <= value <= span[1] * PLAUSIBLE_MARGIN

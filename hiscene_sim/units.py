@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from exporters.materials import MATERIALS, PLAUSIBLE_MARGIN, match_key
+from exporters.materials import MATERIALS, PLAUSIBLE_MARGIN, match_key, within_plausible
 from hiscene_sim.scene import SceneError
 
 UNITS: dict[str, float] = {"m": 1.0, "cm": 0.01, "mm": 0.001, "in": 0.0254}
@@ -112,8 +112,7 @@ def check_sizes(where: str, scene_size_m: float, objects: list[Sized], units: st
 
 
 def _check_objects(where: str, known: list, units: str, scale: float, setting: str) -> list[str]:
-    off = [(o, key, span) for o, key, span in known
-           if not span[0] / PLAUSIBLE_MARGIN <= o.size_m <= span[1] * PLAUSIBLE_MARGIN]
+    off = [(o, key, span) for o, key, span in known if not within_plausible(o.size_m, span)]
     if not off:
         return []
     parts = [f"{o.name} is {_m(o.size_m)} across; {'an' if key[0] in 'aeiou' else 'a'} {key} is {span[0]:g}-{span[1]:g} m"

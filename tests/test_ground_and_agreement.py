@@ -11,7 +11,6 @@ is in the middle of that window."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -22,7 +21,6 @@ import mujoco
 import numpy as np
 import pybullet as p
 import pytest
-import trimesh
 from pxr import Usd, UsdGeom, UsdPhysics
 
 from exporters.config import ExportConfig
@@ -35,13 +33,13 @@ from exporters.pybullet_loader import load_scene as load_pybullet_scene
 from hiscene_sim.rotations import rotation_angle_deg
 from hiscene_sim.scene import load_scene, save_scene
 from hiscene_sim.testing.physics_scenes import Placement, build_scene
-from physics.commands import add_validate_parser
 from physics.config import ValidationConfig
 from physics.manifest import read_manifest
 from physics.report import validate_and_report
 from physics.results import DRIFT, FELL_THROUGH_FLOOR, FLOATING
 from physics.settle import settle_scene
 from physics.validate import validate_export
+from tests.test_physics_validate import cli, world_z
 from tests.usd_checks import usd_compliance_errors
 
 QUICK = ExportConfig(formats=("urdf", "mjcf"), workers=1)
@@ -58,21 +56,6 @@ def make(root: Path, placements: list[Placement], config: ExportConfig = QUICK, 
         save_scene(scene, root / "scene")
     export_scene(root / "scene", root / "export", config)
     return root / "scene", root / "export"
-
-
-def mesh_z(scene_dir: Path, object_id: str) -> tuple[float, float]:
-    """(bottom, top) of an object's mesh at its scene.json pose: independent of physics/."""
-    obj = load_scene(scene_dir).get(object_id)
-    mesh = trimesh.load(scene_dir / obj.mesh, force="mesh")
-    mesh.apply_transform(obj.pose.matrix())
-    return float(mesh.bounds[0][2]), float(mesh.bounds[1][2])
-
-
-def cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="hiscene")
-    add_validate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
 
 
 FLOORLESS = [
@@ -214,7 +197,7 @@ def test_lifted_object_in_a_floorless_scene_is_flagged_and_settled_onto_the_grou
     assert not initial.passed and final.passed, final.failures
     assert final.pybullet.passed and final.mujoco.passed
     assert [m.id for it in final.settle.iterations for m in it.moves] == ["cube_2"]
-    bottom, _ = mesh_z(scene, "cube_2")
+    bottom, _ = world_z(scene, "cube_2")
     assert -0.0005 < bottom < 0.002, f"cube_2 rests {bottom * 1000:.2f} mm above the ground"
     assert json.loads((export / "export.json").read_text())["ground"]["added"]
 
@@ -295,7 +278,7 @@ def test_object_only_mujoco_lets_fall_is_repaired_until_both_pass(tmp_path):
     after = load_scene(scene)
     assert after.get("cube_1").pose == before_poses["cube_1"]
     assert after.provenance[-1].backend == "mujoco"
-    bottom, top = mesh_z(scene, "jenga_1")
+    bottom, top = world_z(scene, "jenga_1")
     assert -0.0005 < bottom < 0.001 and top - bottom < 0.051  # lying on a face, on the floor
     assert rotation_angle_deg(before_poses["jenga_1"].orientation, after.get("jenga_1").pose.orientation) > 25.0
     for sim in (report.pybullet, report.mujoco):

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from hiscene_sim.label.commands import add_label_options
+from hiscene_sim.label.commands import add_label_options, label_config_from_args
 from hiscene_sim.options import (
     add_export_options,
     add_input_options,
@@ -144,8 +144,6 @@ def config_from_args(args: argparse.Namespace):
     )
     variants = VariantConfig(count=args.variants, position_m=args.jitter_pos_cm / 100.0, yaw_deg=args.jitter_yaw_deg,
                              scale=args.jitter_scale, seed=args.variant_seed, attempts=args.variant_attempts)
-    from hiscene_sim.label.commands import label_config_from_args
-
     config = BatchConfig(
         parse=parse_config_from_args(args), label=label_config_from_args(args), export=export_config_from_args(args), validation=validation, variants=variants, glb_mode=args.glb_mode,
         frame=input_frame_from_args(args),
