@@ -6,6 +6,14 @@ URLs, and transport errors as :class:`VlmError` with the key redacted.
 
 The ``openai`` package is imported only when a client is built; the API key never appears in
 log records, exception messages or the config's ``repr``.
+
+Request parameters follow the current chat-completions API: the length cap is sent as
+``max_completion_tokens`` (``max_tokens`` is deprecated and refused by reasoning models), and
+``temperature`` only to models that take it (the o1 / o3 / o4 / gpt-5 reasoning families refuse
+any value but their default). A server that still answers HTTP 400 naming one of these parameters
+(an alias whose family the name does not show, a server that predates ``max_completion_tokens``)
+gets the request once more without it (or with the other length parameter), and the refusal is
+remembered for that endpoint and model for the rest of the process.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
@@ -120,8 +129,11 @@ class VlmConfig:
         api_key: the key itself; takes precedence over ``api_key_env``. Hidden from ``repr``.
         timeout_s: per-request timeout, seconds.
         max_retries: retries done by the ``openai`` client (timeouts, connection errors, 408/409/429/5xx).
-        temperature: sampling temperature (0: deterministic answers).
-        max_tokens: answer length cap; ``None`` leaves it to the server.
+        temperature: sampling temperature (0: deterministic answers); sent only to models that take
+            it (not to reasoning models, see :func:`is_reasoning_model`); ``None`` never sends it.
+        max_tokens: answer length cap, sent as ``max_completion_tokens``; ``None`` leaves it to the server.
+        reasoning_tokens: added to the cap for reasoning models, whose hidden reasoning counts
+            against ``max_completion_tokens`` (a cap of 300 alone would often leave no answer).
         require_api_key: when False a keyless local server is accepted (a placeholder key is sent).
     """
 
@@ -131,8 +143,9 @@ class VlmConfig:
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 60.0
     max_retries: int = 2
-    temperature: float = 0.0
+    temperature: float | None = 0.0
     max_tokens: int | None = 300
+    reasoning_tokens: int = 4096
     require_api_key: bool = True
 
     @classmethod
@@ -176,6 +189,8 @@ class VlmConfig:
             raise BackendError(f"{who}: no model (config key 'model' or env var {ENV_MODEL})")
         if self.timeout_s <= 0 or self.max_retries < 0:
             raise BackendError(f"{who}: 'timeout_s' must be > 0 and 'max_retries' >= 0")
+        if (self.max_tokens is not None and self.max_tokens < 1) or self.reasoning_tokens < 0:
+            raise BackendError(f"{who}: 'max_tokens' must be >= 1 (or None) and 'reasoning_tokens' >= 0")
         key = self.resolve_api_key(environ)
         if key is None:
             if self.require_api_key:
@@ -219,6 +234,73 @@ def _redact(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+# OpenAI's reasoning models (o1, o3, o4-mini, gpt-5, gpt-5-mini, gpt-5.1, ...), also behind a
+# router's provider prefix ("openai/o3-mini"). They refuse `temperature` (other than their
+# default) and `max_tokens`: https://platform.openai.com/docs/guides/reasoning
+_REASONING_MODEL = re.compile(r"(o[1-9][0-9]*|gpt-5)([-_.:]|$)")
+
+
+def is_reasoning_model(model: str) -> bool:
+    """True for the o1 / o3 / o4 / gpt-5 families, by name (an alias is caught by the 400 retry)."""
+    return bool(_REASONING_MODEL.match(model.rsplit("/", 1)[-1].strip().lower()))
+
+
+# The parameters a 400 may name that the client knows how to do without (``max_tokens`` and
+# ``max_completion_tokens`` replace each other; ``temperature`` is dropped).
+ADJUSTABLE_PARAMETERS = ("temperature", "max_completion_tokens", "max_tokens")
+_REFUSAL_WORDS = re.compile(r"unsupported|not supported|unrecognized|unknown|unexpected|extra|not permitted", re.IGNORECASE)
+
+
+def refused_parameter(err: Exception, sent: Mapping[str, Any]) -> str | None:
+    """The request parameter an HTTP 400 refused, when it is one of :data:`ADJUSTABLE_PARAMETERS`
+    that ``sent`` holds; else None. OpenAI names it in the error's ``param`` (code
+    ``unsupported_parameter`` / ``unsupported_value``); other servers only quote it in the message
+    ("Unrecognized request argument supplied: max_completion_tokens"), and then the first
+    parameter named there that was sent is the one."""
+    param = getattr(err, "param", None)
+    if param in ADJUSTABLE_PARAMETERS and param in sent:
+        return param
+    message = str(getattr(err, "message", "") or err)
+    if not _REFUSAL_WORDS.search(message):
+        return None
+    named = [(m.start(), m.group(1)) for m in re.finditer(r"\b(" + "|".join(ADJUSTABLE_PARAMETERS) + r")\b", message)]
+    for _, name in sorted(named):
+        if name in sent:
+            return name
+    return None
+
+
+# (base_url, model) -> the parameters that endpoint refused for that model in this process
+_REFUSED: dict[tuple[str, str], set[str]] = {}
+_REFUSED_LOCK = threading.Lock()
+
+
+def refused_parameters(base_url: str, model: str) -> frozenset[str]:
+    """What the endpoint refused for ``model`` so far in this process (not sent again)."""
+    with _REFUSED_LOCK:
+        return frozenset(_REFUSED.get((base_url, model), ()))
+
+
+def _remember_refusal(base_url: str, model: str, name: str) -> None:
+    with _REFUSED_LOCK:
+        _REFUSED.setdefault((base_url, model), set()).add(name)
+
+
+def sampling_parameters(config: VlmConfig, refused: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The length cap and temperature to send for ``config.model``, leaving out what ``refused`` holds."""
+    reasoning = is_reasoning_model(config.model or "")
+    params: dict[str, Any] = {}
+    if config.temperature is not None and not reasoning and "temperature" not in refused:
+        params["temperature"] = config.temperature
+    if config.max_tokens is not None:
+        cap = config.max_tokens + (config.reasoning_tokens if reasoning else 0)
+        for name in ("max_completion_tokens", "max_tokens"):  # the current name first; the old one for old servers
+            if name not in refused:
+                params[name] = cap
+                break
+    return params
+
+
 class VlmChat:
     """One ``openai`` client for one configured endpoint: :meth:`complete` sends messages and
     returns the answer text.
@@ -253,20 +335,41 @@ class VlmChat:
         self._client.close()
 
     def complete(self, messages: list[dict[str, Any]]) -> tuple[str, float]:
-        """One chat completion -> (answer text, latency in s); transport errors -> :class:`VlmError`."""
+        """One chat completion -> (answer text, latency in s); transport errors -> :class:`VlmError`.
+
+        An HTTP 400 that names a parameter of :data:`ADJUSTABLE_PARAMETERS` is answered by sending
+        the request again without it (at most once per parameter); the refusal is remembered for
+        this endpoint and model (:func:`refused_parameters`)."""
         cfg = self.config
-        kwargs: dict[str, Any] = {"model": cfg.model, "messages": messages, "temperature": cfg.temperature}
-        if cfg.max_tokens is not None:
-            kwargs["max_tokens"] = cfg.max_tokens
+        base_url, model = cfg.base_url or "", cfg.model or ""
         start = time.perf_counter()
-        try:
-            response = self._client.chat.completions.create(**kwargs)
-        except self._openai.APIError as err:
-            raise self._error(err, time.perf_counter() - start) from err
+        adjusted: set[str] = set()
+        while True:
+            kwargs: dict[str, Any] = {"model": model, "messages": messages,
+                                      **sampling_parameters(cfg, refused_parameters(base_url, model))}
+            try:
+                response = self._client.chat.completions.create(**kwargs)
+                break
+            except self._openai.BadRequestError as err:
+                name = refused_parameter(err, kwargs)
+                if name is None or name in adjusted:
+                    raise self._error(err, time.perf_counter() - start) from err
+                adjusted.add(name)
+                _remember_refusal(base_url, model, name)
+                why = snippet(str(getattr(err, "message", "") or err))
+                logger.warning("%s", self.redact(f"VLM {base_url} (model {model!r}) refused {name!r} (HTTP 400: {why}); "
+                                                 "asking again without it, and not sending it to this model again"))
+            except self._openai.APIError as err:
+                raise self._error(err, time.perf_counter() - start) from err
         latency = time.perf_counter() - start
         choices = getattr(response, "choices", None) or []
         message = getattr(choices[0], "message", None) if choices else None
-        return (getattr(message, "content", None) or ""), latency
+        content = getattr(message, "content", None) or ""
+        if not content and choices and getattr(choices[0], "finish_reason", None) == "length":
+            logger.warning("VLM %s (model %r) stopped at the length cap before answering (%s); raise max_tokens%s",
+                           base_url, model, {k: v for k, v in kwargs.items() if k in ADJUSTABLE_PARAMETERS},
+                           " or reasoning_tokens" if is_reasoning_model(model) else "")
+        return content, latency
 
     def _error(self, err: Exception, elapsed: float) -> VlmError:
         openai = self._openai

@@ -1,11 +1,17 @@
 """The SVD amodal completion model (paper 3.3, B) on tiny randomly initialised upstream modules:
-Algorithm 2 data, conv_in widening, the EDM training objective, seeded inference, loading from a
-directory laid out like the SVD repo, and the missing-weights error."""
+Algorithm 2 data, conv_in widening (training only), the EDM training objective, seeded inference,
+loading from a directory laid out like the SVD repo, the refusal of a stock 8-channel UNet, the
+missing-weights error, and ``hiscene complete --backend svd`` end to end (progress, interruption,
+no temp dirs left)."""
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import os
+import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -30,6 +36,7 @@ from hiscene_sim.complete.svd import (  # noqa: E402
     SvdModules,
     load_svd_modules,
     svd_scheduler,
+    transformers_dtype_kwargs,
     widen_conv_in,
 )
 from hiscene_sim.complete.train_svd import TrainConfig, edm_loss, parse_args, save_checkpoint, train  # noqa: E402
@@ -222,8 +229,10 @@ def test_inference_shapes_and_seed_determinism():
     pair = toy_pair(30, 36)  # not the model resolution: resized in and back out
     req = request_from(pair)
     kw = dict(num_inference_steps=2, num_frames=FRAMES, resolution=RES, max_guidance_scale=2.5)
-    completer = SvdCompleter.from_modules(modules, seed=7, **kw)
+    steps = []
+    completer = SvdCompleter.from_modules(modules, seed=7, step_callback=lambda i, n: steps.append((i, n)), **kw)
     a = completer.complete_video(req)
+    assert steps == [(1, 2), (2, 2)]  # progress after every denoising step
     assert a.image.shape == (30, 36, 3) and a.image.dtype == np.uint8
     assert a.amodal_mask.shape == (30, 36) and a.amodal_mask.dtype == bool
     assert a.frames.shape == (FRAMES, 30, 36, 3) and a.frames.dtype == np.uint8
@@ -238,29 +247,197 @@ def test_inference_shapes_and_seed_determinism():
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. a directory laid out like the SVD repo, loaded through the real-checkpoint path
+# 4. a directory laid out like the SVD repo: a stock UNet is refused, training widens it, the
+#    fine-tuned checkpoint is loaded through the real-checkpoint path
 
 
-def test_completer_loads_svd_repo_layout(tmp_path):
-    modules = tiny_modules(widen=False)  # a stock 8-channel SVD checkpoint ...
+def _train_config(tmp_path, weights, **kw) -> TrainConfig:
+    return TrainConfig(
+        weights=weights, output=tmp_path / "out", resolution=RES, num_frames=FRAMES, batch_size=1, lr=1e-4, warmup_steps=1,
+        max_steps=1, checkpoint_every=1, log_every=0, num_workers=0, mixed_precision="no", device="cpu", **kw,
+    )  # fmt: skip
+
+
+def _assert_refuses_stock(exc_info, root) -> None:
+    msg = str(exc_info.value)
+    assert str(root / "unet") in msg and CONFIG_KEY in msg  # the checkpoint ...
+    assert "in_channels = 8" in msg and "needs 9" in msg  # ... and the channel counts
+    assert "python -m hiscene_sim.complete.train_svd" in msg  # ... and the way out
+
+
+def test_stock_unet_is_refused_and_only_training_widens_it(tmp_path, capsys):
+    modules = tiny_modules(widen=False)  # a stock 8-channel SVD checkpoint
     root = modules.save_pretrained(tmp_path / "svd")
     assert sorted(os.listdir(root)) == ["feature_extractor", "image_encoder", "scheduler", "unet", "vae"]
-    loaded = load_svd_modules(root)  # ... is widened on load, new channel zero
-    assert loaded.unet.config.in_channels == 9 and torch.count_nonzero(loaded.unet.conv_in.weight[:, 8]) == 0
-    assert loaded.scheduler.config.prediction_type == "v_prediction"
+    with pytest.raises(BackendError) as err:
+        COMPLETERS.create("svd", weights=root, device="cpu")
+    _assert_refuses_stock(err, root)
+    with pytest.raises(BackendError) as err:
+        load_svd_modules(root)
+    _assert_refuses_stock(err, root)
+
+    # the training entry point starts from it: widened there, explicitly, with the new channel zero
+    sample = make_sample(toy_pair(), num_frames=FRAMES, size=(RES, RES))
+    result = train(_train_config(tmp_path, root), samples=[sample])
+    assert "widened the stock UNet" in capsys.readouterr().out
+    (ckpt,) = result.checkpoints
+    assert json.loads((ckpt / "unet" / "config.json").read_text())["in_channels"] == 9
+    loaded = load_svd_modules(ckpt)
+    assert loaded.unet.config.in_channels == 9 and loaded.scheduler.config.prediction_type == "v_prediction"
 
     # a fine-tuned (9-channel) checkpoint, saved atomically, is loaded as is by the registered backend
     with torch.no_grad():
         loaded.unet.conv_in.weight[:, 8].fill_(0.01)
-    ckpt = save_checkpoint(loaded, tmp_path / "out" / "checkpoint-000001", {"step": 1})
     save_checkpoint(loaded, ckpt, {"step": 1})  # replacing an existing checkpoint works too
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint-000001"]  # no temp dirs left
-    completer = COMPLETERS.create("svd", weights=ckpt, device="cpu", num_inference_steps=2, num_frames=FRAMES, resolution=RES)
+    completer = COMPLETERS.create("svd", weights=ckpt, device="cpu", num_inference_steps=2)
     assert isinstance(completer, SvdCompleter)
+    assert (completer.resolution, completer.settings.num_frames) == (RES, FRAMES)  # the tiny model's own sizes, not 512 / 8
     torch.testing.assert_close(completer.modules.unet.conv_in.weight, loaded.unet.conv_in.weight)
     out = completer.complete(request_from(toy_pair()))
     assert out.image.shape == (RES, RES, 3) and out.image.dtype == np.uint8
     assert out.amodal_mask.shape == (RES, RES) and out.amodal_mask.dtype == bool
+
+
+def test_stock_unet_is_refused_from_its_config_alone(tmp_path):
+    """Refused before any weights are read: the checkpoint below has configs and no weights at all."""
+    root = tmp_path / "svd-img2vid"
+    for name in ("unet", "vae", "image_encoder", "feature_extractor"):
+        (root / name).mkdir(parents=True)
+    (root / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNetSpatioTemporalConditionModel", "in_channels": 8}))
+    with pytest.raises(BackendError) as err:
+        SvdCompleter(weights=root)
+    _assert_refuses_stock(err, root)
+    (root / "unet" / "config.json").write_text(json.dumps({"in_channels": 4}))
+    with pytest.raises(BackendError, match="in_channels = 4"):
+        SvdCompleter(weights=root)
+    (root / "unet" / "config.json").unlink()
+    with pytest.raises(BackendError, match="config.json not found"):
+        SvdCompleter(weights=root)
+    # modules built in memory are checked too
+    with pytest.raises(BackendError, match="has 8"):
+        SvdCompleter.from_modules(tiny_modules(widen=False))
+
+
+def test_clip_dtype_keyword_works_on_every_allowed_transformers(tmp_path, caplog):
+    """transformers >= 4.40 is allowed: ``dtype=`` exists from 4.56 on; before, it reaches the
+    model's __init__ and raises, and ``torch_dtype=`` is the keyword."""
+    half = torch.float16
+    assert transformers_dtype_kwargs(half, "4.40.0") == {"torch_dtype": half}
+    assert transformers_dtype_kwargs(half, "4.55.4") == {"torch_dtype": half}
+    assert transformers_dtype_kwargs(half, "4.56.0") == {"dtype": half}
+    assert transformers_dtype_kwargs(half, "5.0.0") == {"dtype": half}
+    # the installed transformers loads the encoder in that dtype, with no deprecation notice
+    modules = tiny_modules()
+    root = modules.save_pretrained(tmp_path / "svd")
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = load_svd_modules(root, dtype=torch.bfloat16)
+    assert loaded.image_encoder.dtype == torch.bfloat16 and loaded.unet.dtype == torch.bfloat16
+    notices = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [n for n in notices if "torch_dtype" in n], notices
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. ``hiscene complete --backend svd``: refusal in seconds, progress, interruption, stale temp dirs
+
+
+def _scene(tmp_path):
+    """A crate with a post in front of it (as in test_occlusion), and a floor."""
+    import trimesh
+
+    from hiscene_sim.scene import Pose, Scene, SceneObject, save_scene
+
+    def box(size, center, color):
+        mesh = trimesh.creation.box(size)
+        mesh.apply_translation(center)
+        mesh.visual.face_colors = color
+        return mesh
+
+    scene_dir = tmp_path / "scene"
+    (scene_dir / "meshes").mkdir(parents=True)
+    objects = []
+    for oid, mesh, pos in (("crate", box((0.3, 0.3, 0.3), (0, 0, 0.15), (200, 160, 40, 255)), (0, 0, 0)),
+                           ("post", box((0.08, 0.08, 0.6), (0, 0, 0.3), (40, 40, 200, 255)), (0.35, 0.0, 0))):
+        mesh.export(scene_dir / "meshes" / f"{oid}.glb")
+        objects.append(SceneObject(oid, oid, f"meshes/{oid}.glb", Pose(pos)))
+    box((2, 2, 0.02), (0, 0, -0.01), (120, 120, 120, 255)).export(scene_dir / "meshes" / "floor.glb")
+    save_scene(Scene(objects=objects, background=[SceneObject("floor", "floor", "meshes/floor.glb")], name="t"), scene_dir)
+    return scene_dir
+
+
+@pytest.fixture(scope="module")
+def amodal_ckpt(tmp_path_factory):
+    """A tiny 9-channel amodal-completion checkpoint in the SVD layout."""
+    return tiny_modules().save_pretrained(tmp_path_factory.mktemp("ckpt") / "svd-amodal")
+
+
+def test_complete_command_with_svd(tmp_path, amodal_ckpt, caplog):
+    from hiscene_sim.cli import main
+    from hiscene_sim.complete.stage import CompleteConfig, complete_scene
+    from hiscene_sim.scene import load_scene
+
+    scene_dir = _scene(tmp_path)
+    # the checkpoint's own sizes by default; the progress bar moves with each denoising step
+    (scene_dir / ".completion.tmp-killed").mkdir()  # left by a run that was SIGKILLed
+    (scene_dir / ".completion.tmp-killed" / "view_00.png").write_bytes(b"partial")
+    caplog.set_level(logging.INFO)
+    seen = []
+    config = CompleteConfig(backend="svd", backend_options={"weights": amodal_ckpt, "device": "cpu", "num_inference_steps": 3})
+    results = complete_scene(scene_dir, config, progress=lambda done, total, oid: seen.append((done, total, oid)))
+    assert "removed .completion.tmp-killed, left by an interrupted earlier run" in caplog.text
+    assert sorted(p.name for p in scene_dir.iterdir()) == ["completion", "meshes", "scene.json"]
+    n_completed = sum(r.n_completed for r in results)
+    assert n_completed >= 1  # the crate and the post hide parts of each other
+    fractions = [done for done, _, _ in seen if done != int(done)]
+    assert len(fractions) >= 3 * n_completed - len(results)  # each step of each completion, bar a step landing on a whole number
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen) and seen[-1] == (2, 2, "post")
+    timed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("svd: ") and " s/step" in r.getMessage()]
+    assert len(timed) == n_completed and all("3 steps x 3 frames at 32 px" in m for m in timed)  # timing per view
+    for obj in load_scene(scene_dir).objects:
+        record = obj.extra["completion"]
+        assert record["backend"] == "svd" and all((scene_dir / rel).is_file() for rel in record["images"])
+
+    # a stock SVD checkpoint: a clear error before any view is rendered; nothing written
+    (scene_dir / "completion" / "crate" / "contact.png").unlink()
+    before = (scene_dir / "scene.json").read_text()
+    stock = tiny_modules(widen=False).save_pretrained(tmp_path / "stock")
+    assert main(["-q", "complete", str(scene_dir), "--backend", "svd", "--weights", str(stock)]) == 2
+    assert (scene_dir / "scene.json").read_text() == before
+    assert sorted(p.name for p in scene_dir.iterdir()) == ["completion", "meshes", "scene.json"]
+    assert not (scene_dir / "completion" / "crate" / "contact.png").exists()  # the folder was not rewritten
+
+    # the CLI flags reach the backend
+    assert main(["-q", "complete", str(scene_dir), "--backend", "svd", "--weights", str(amodal_ckpt), "--svd-steps", "1",
+                 "--svd-resolution", str(RES), "--svd-frames", "2", "--device", "cpu", "--resolution", "96"]) == 0
+    assert load_scene(scene_dir).get("crate").extra["completion"]["backend"] == "svd"
+    assert sorted(p.name for p in scene_dir.iterdir()) == ["completion", "meshes", "scene.json"]
+
+
+def test_sigterm_during_completion_leaves_nothing_behind(tmp_path, amodal_ckpt):
+    """A real SIGTERM during a denoising step: the stage unwinds like Ctrl-C, the temp dir goes."""
+    from hiscene_sim.complete.commands import sigterm_interrupts
+    from hiscene_sim.complete.stage import CompleteConfig, complete_scene
+
+    scene_dir = _scene(tmp_path)
+    before = (scene_dir / "scene.json").read_text()
+    config = CompleteConfig(backend="svd", backend_options={"weights": amodal_ckpt, "device": "cpu", "num_inference_steps": 4})
+    temp_dirs = []
+
+    def progress(done, total, oid):
+        if done != int(done):  # inside a denoising loop: the .completion.tmp-* dir exists now
+            temp_dirs.extend(scene_dir.glob(".completion.tmp-*"))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_interrupts():
+            complete_scene(scene_dir, config, progress=progress)
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is put back
+    assert temp_dirs and not any(p.exists() for p in temp_dirs)
+    assert sorted(p.name for p in scene_dir.iterdir()) == ["meshes", "scene.json"]
+    assert (scene_dir / "scene.json").read_text() == before
 
 
 # ---------------------------------------------------------------------------------------------

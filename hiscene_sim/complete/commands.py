@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 COMPLETE_BACKENDS = (
@@ -24,7 +28,13 @@ def add_complete_parser(sub) -> None:
     p.add_argument("--out", type=Path, help="write the completed scene dir here (a copy) and leave SCENE_DIR untouched "
                    "(default: add completion/ and the records to SCENE_DIR itself)")
     p.add_argument("--backend", default="geometric", help="completion backend: geometric (default) or svd")
-    p.add_argument("--weights", type=Path, help="svd: local Stable Video Diffusion amodal-completion checkpoint dir")
+    p.add_argument("--weights", type=Path, help="svd: local amodal-completion checkpoint dir (SVD layout, 9-channel UNet; "
+                   "a stock 8-channel SVD UNet is refused)")
+    p.add_argument("--svd-steps", type=int, help="svd: denoising steps (default 25)")
+    p.add_argument("--svd-frames", type=int, help="svd: video frames (default 8, or the model's own count when smaller)")
+    p.add_argument("--svd-resolution", type=int, help="svd: model input size in pixels (default 512, or the model's own "
+                   "size when smaller)")
+    p.add_argument("--device", help="svd: torch device (default cuda when available, else cpu)")
     p.add_argument("--judge", default="geometric", help="occlusion judge: geometric (default) or vlm")
     p.add_argument("--vlm-base-url", help="vlm: OpenAI-compatible base URL (else $HISCENE_VLM_BASE_URL)")
     p.add_argument("--vlm-model", help="vlm: model name (else $HISCENE_VLM_MODEL); key from $OPENAI_API_KEY")
@@ -44,7 +54,11 @@ def config_from_args(args: argparse.Namespace):
     judge_options = {}
     if args.judge == "vlm":
         judge_options = {k: v for k, v in (("base_url", args.vlm_base_url), ("model", args.vlm_model)) if v}
-    backend_options = {"weights": args.weights} if args.backend == "svd" and args.weights else {}
+    backend_options = {}
+    if args.backend == "svd":
+        svd = {"weights": args.weights, "num_inference_steps": args.svd_steps, "num_frames": args.svd_frames,
+               "resolution": args.svd_resolution, "device": args.device}
+        backend_options = {k: v for k, v in svd.items() if v is not None}
     return CompleteConfig(
         views=ObjectViewConfig(n_views=args.views, elevation_deg=args.elevation, resolution=args.resolution),
         selection=SelectionConfig(tau=args.tau, seed=args.seed),
@@ -52,17 +66,40 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """While inside: SIGTERM (``kill``, a job scheduler's stop) raises KeyboardInterrupt in the main
+    thread, so the stage unwinds like Ctrl-C: ``atomic_directory`` removes its ``.completion.tmp-*``
+    and ``scene.json`` is left as it was. SIGKILL cannot be caught; the next run removes what it left
+    (``clean_stale_temp_dirs``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_complete(scene_dir: Path, config, out_dir: Path | None = None) -> list:
-    from rich.progress import Progress
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from hiscene_sim.complete.stage import complete_scene
     from hiscene_sim.scene import load_scene
 
     n = len(load_scene(scene_dir).objects)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("objects: views + occlusion + completion", total=n)
-        return complete_scene(scene_dir, config, progress=lambda i, total, oid: progress.update(task, completed=i),
-                              out_dir=out_dir)
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[object]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with sigterm_interrupts(), Progress(*columns, transient=True) as progress:
+        # the bar moves within an object too, with each denoising step of a neural completion
+        task = progress.add_task("objects: views + occlusion + completion", total=n, object="")
+        return complete_scene(scene_dir, config, out_dir=out_dir,
+                              progress=lambda done, total, oid: progress.update(task, completed=done, object=oid))
 
 
 def print_completion(results: list, scene_dir: Path) -> None:

@@ -18,7 +18,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -127,13 +130,23 @@ def _isolate(view: ObjectView) -> CompletionResult:
     return CompletionResult(image, view.visible_mask.copy(), "none")
 
 
+def _report_steps(completer, on_fraction: Callable[[float], None] | None, done: int, todo: int) -> None:
+    """Point a completer's ``step_callback`` (a neural backend's denoising steps) at the progress
+    bar: the object's share of the bar moves with each step of each of its ``todo`` completions."""
+    if on_fraction is None or not hasattr(completer, "step_callback"):
+        return
+    completer.step_callback = lambda step, total: on_fraction((done + step / max(total, 1)) / todo)
+
+
 def complete_object(renderer: ObjectViewRenderer, completer, object_id: str, label: str, config: CompleteConfig, judge,
-                    out: Path, rel: str) -> ObjectCompletion:
+                    out: Path, rel: str, on_fraction: Callable[[float], None] | None = None) -> ObjectCompletion:
+    """``on_fraction(f)``: progress within this object, f in [0, 1], as its completions advance."""
     t0 = time.perf_counter()
     views = renderer.render(object_id)
     decisions = select_views(views, label, judge, config.selection)
     images, objects = [], {}
     left = occluded = 0
+    todo, done = sum(d.needs_completion for d in decisions), 0
     for d in decisions:
         v = views[d.index]
         atomic_write_bytes(out / f"view_{d.index:02d}.png", _png(v.image))
@@ -141,7 +154,9 @@ def complete_object(renderer: ObjectViewRenderer, completer, object_id: str, lab
         if not d.selected:
             continue
         if d.needs_completion:
+            _report_steps(completer, on_fraction, done, todo)
             result = completer.complete(CompletionRequest(v.image, v.visible_mask, v.full_mask, label, object_id, v.camera))
+            done += 1
             alone, primitive, back = renderer.render_alone(object_id, v.camera)
             front = (primitive >= 0) & ~back
             left += occluder_pixels_left(result, v, alone, config.color_tolerance, known=front)
@@ -168,6 +183,31 @@ def complete_object(renderer: ObjectViewRenderer, completer, object_id: str, lab
     return ObjectCompletion(object_id, label, decisions, images, left, occluded, seconds)
 
 
+def clean_stale_temp_dirs(scene_dir: Path) -> list[Path]:
+    """Remove what a killed run of this stage left beside ``completion/`` (``atomic_directory``'s
+    ``.completion.tmp-*`` and ``.completion.old-*``), each with a log line. A run killed between
+    moving the old folder aside and renaming the new one in left no ``completion/``: then the
+    newest old folder (the one ``scene.json`` still points to) is put back instead."""
+    scene_dir = Path(scene_dir)
+    final = scene_dir / COMPLETION_DIR
+    stale = sorted(p for pattern in (f".{COMPLETION_DIR}.tmp-*", f".{COMPLETION_DIR}.old-*") for p in scene_dir.glob(pattern)
+                   if p.is_dir() and not p.is_symlink())
+    olds = sorted((p for p in stale if p.name.startswith(f".{COMPLETION_DIR}.old-")), key=lambda p: p.stat().st_mtime)
+    if olds and not final.exists():
+        os.replace(olds[-1], final)
+        log.warning("%s: restored %s from %s, left by an interrupted earlier run", scene_dir, final.name, olds[-1].name)
+        stale.remove(olds[-1])
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+        log.warning("%s: removed %s, left by an interrupted earlier run", scene_dir, path.name)
+    return stale
+
+
+def _within_object(progress, n: int, total: int, object_id: str) -> Callable[[float], None]:
+    """Object ``n``'s share of the progress over objects: ``progress(n + f, total, id)``."""
+    return lambda f: progress(n + min(max(f, 0.0), 1.0), total, object_id)
+
+
 def make_judge(name: str, options: dict):
     from hiscene_sim.occlusion import JUDGES
 
@@ -185,7 +225,11 @@ def complete_scene(scene_dir: Path, config: CompleteConfig | None = None, progre
     config = config or CompleteConfig()
     scene_dir = Path(scene_dir)
     scene: Scene = load_scene(scene_dir)
+    t_start = time.perf_counter()
     judge = make_judge(config.judge, config.judge_options)  # fails before any work when misconfigured
+    completer = None
+    if config.backend != "geometric":  # so does a neural backend (missing weights, a stock SVD UNet): before any copy or render
+        completer = COMPLETERS.create(config.backend, **config.backend_options)
     if out_dir is not None and Path(out_dir).resolve() != scene_dir.resolve():
         from hiscene_sim.atomic import check_replaceable
         from hiscene_sim.scene import SCENE_FILE
@@ -194,18 +238,20 @@ def complete_scene(scene_dir: Path, config: CompleteConfig | None = None, progre
         check_replaceable(out_dir, SCENE_FILE, protect=scene_dir)  # never a folder that is not ours
         copy_scene_dir(scene_dir, out_dir, exclude=(COMPLETION_DIR,))
         scene_dir = Path(out_dir)
+    clean_stale_temp_dirs(scene_dir)
     t0 = time.perf_counter()
     geometry = SceneGeometry.of_scene(scene, scene_dir)
     renderer = ObjectViewRenderer(geometry, config.views)
-    if config.backend == "geometric":
+    if completer is None:
         completer = COMPLETERS.create("geometric", renderer=renderer)
-    else:
-        completer = COMPLETERS.create(config.backend, **config.backend_options)
     results = []
+    n_objects = len(scene.objects)
+    # atomic_directory removes its temp dir on any exception, KeyboardInterrupt and SystemExit included
     with atomic_directory(scene_dir / COMPLETION_DIR) as tmp:
         for n, obj in enumerate(scene.objects):
             rel = f"{COMPLETION_DIR}/{obj.id}"
-            done = complete_object(renderer, completer, obj.id, obj.label, config, judge, tmp / obj.id, rel)
+            on_fraction = _within_object(progress, n, n_objects, obj.id) if progress is not None else None
+            done = complete_object(renderer, completer, obj.id, obj.label, config, judge, tmp / obj.id, rel, on_fraction)
             results.append(done)
             obj.extra["completion"] = {
                 "backend": completer.name, "judge": config.judge, "tau": config.selection.tau,
@@ -221,4 +267,6 @@ def complete_scene(scene_dir: Path, config: CompleteConfig | None = None, progre
         seconds=round(time.perf_counter() - t0, 3),
     ))
     save_scene(scene, scene_dir)
+    log.info("complete: %d objects, %d views completed by %s (judge %s) in %.1f s", len(results),
+             sum(r.n_completed for r in results), completer.name, config.judge, time.perf_counter() - t_start)
     return results

@@ -14,13 +14,20 @@ and the guidance scale rises linearly over frames from ``min_guidance_scale`` to
 ``max_guidance_scale``. The completion is the video's last frame.
 
 Weights are a local directory laid out like the Hugging Face ``stabilityai/stable-video-diffusion-
-img2vid`` repo (``unet/ vae/ image_encoder/ feature_extractor/ scheduler/``); an 8-channel (stock
-SVD) UNet is widened on load, a 9-channel (fine-tuned) one is loaded as is. torch, diffusers and
-transformers are imported inside functions, so importing this module is cheap.
+img2vid`` repo (``unet/ vae/ image_encoder/ feature_extractor/ scheduler/``) whose UNet has the 9th
+(mask) input channel: a fine-tuned amodal-completion checkpoint (``train_svd.py`` makes one). A stock
+8-channel SVD UNet is refused before anything is loaded (its ``unet/config.json`` is read first):
+run as image-to-video, its last frame is not an amodal completion. Only the training entry point
+widens a stock UNet, explicitly, to start fine-tuning. torch, diffusers and transformers are
+imported inside functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +40,10 @@ from hiscene_sim.complete.base import COMPLETERS, CompletionRequest, CompletionR
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[[int, int], None]  # (steps done, total steps) after each denoising step
 
 CONFIG_KEY = "completion.svd.weights"
 SUBFOLDERS = ("unet", "vae", "image_encoder", "feature_extractor", "scheduler")
@@ -110,6 +121,9 @@ class SvdModules:
 def widen_conv_in(unet, extra_channels: int = AMODAL_IN_CHANNELS - SVD_IN_CHANNELS):
     """Give ``unet.conv_in`` ``extra_channels`` more input channels (8 -> 9 for the mask), in place.
 
+    For the start of fine-tuning only (``train_svd.py``): the widened, untrained UNet ignores the
+    mask, so inference refuses it (:func:`check_amodal_unet`) until a trained checkpoint is saved.
+
     The old kernels are copied and the new input channels' kernels are zero, so the widened UNet
     computes exactly what it did before until training moves them (B.3). ``unet.config.in_channels``
     is updated so ``save_pretrained`` / ``from_pretrained`` round-trip. Returns ``unet``.
@@ -149,15 +163,75 @@ def _check_weights_dir(path: Path) -> None:
         raise BackendError(f"SVD weights at {path} (config key {CONFIG_KEY}) lack the subfolder(s) {', '.join(missing)}")
 
 
-def load_svd_modules(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> SvdModules:
-    """Load the SVD components from a local directory and widen an 8-channel UNet to 9.
+def unet_in_channels(path: str | Path) -> int:
+    """``in_channels`` of the UNet of the SVD-layout directory ``path``, read from
+    ``unet/config.json`` with the json module: no torch / diffusers import and no weights read, so
+    a wrong checkpoint is refused in well under a second."""
+    config = Path(path) / "unet" / "config.json"
+    try:
+        value = json.loads(config.read_text())["in_channels"]
+    except FileNotFoundError:
+        raise BackendError(f"SVD weights (config key {CONFIG_KEY}): {config} not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackendError(f"SVD weights (config key {CONFIG_KEY}): {config} has no readable 'in_channels' ({exc!r})") from None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BackendError(f"SVD weights (config key {CONFIG_KEY}): {config}: 'in_channels' = {value!r} is not an integer")
+    return value
 
-    ``dtype`` (default float32) applies to the UNet and image encoder; the VAE stays in float32
-    when its config asks for ``force_upcast`` (SVD's does: its fp16 encode/decode is unstable).
-    A missing directory or subfolder, or missing diffusers / transformers, raise ``BackendError``.
+
+def check_amodal_unet(path: str | Path, in_channels: int) -> None:
+    """Refuse a UNet without the 9th (visible-mask) input channel, naming the checkpoint and the count."""
+    if in_channels == AMODAL_IN_CHANNELS:
+        return
+    unet = Path(path) / "unet"
+    if in_channels == SVD_IN_CHANNELS:
+        raise BackendError(
+            f"{unet} (config key {CONFIG_KEY}) is a stock Stable Video Diffusion UNet: in_channels = {in_channels}, but amodal "
+            f"completion needs {AMODAL_IN_CHANNELS} (noisy latent 4 + observation latent 4 + visible mask 1, paper B.2). Run as "
+            "image-to-video its last frame is not a completion. Fine-tune one first: python -m hiscene_sim.complete.train_svd "
+            f"--weights {Path(path)} --data PAIRS_DIR --output OUT, then pass OUT/checkpoint-NNNNNN"
+        )
+    raise BackendError(
+        f"{unet} (config key {CONFIG_KEY}): in_channels = {in_channels}; the amodal-completion UNet has {AMODAL_IN_CHANNELS} "
+        f"(a stock SVD UNet {SVD_IN_CHANNELS})"
+    )
+
+
+def transformers_dtype_kwargs(dtype, version: str | None = None) -> dict[str, Any]:
+    """The ``from_pretrained`` keyword for a dtype in the installed transformers: ``dtype`` from
+    4.56 on (where ``torch_dtype`` is deprecated), ``torch_dtype`` before (where an unknown
+    ``dtype`` keyword reaches the model's ``__init__`` and raises). ``version`` overrides the
+    installed one (tests)."""
+    from packaging.version import Version
+
+    if version is None:
+        import transformers
+
+        version = transformers.__version__
+    return {"dtype": dtype} if Version(version) >= Version("4.56.0.dev0") else {"torch_dtype": dtype}
+
+
+def load_svd_modules(
+    path: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    *,
+    allow_stock_unet: bool = False,
+) -> SvdModules:
+    """Load the SVD components from a local directory.
+
+    The UNet must have the 9th (mask) channel: an 8-channel one raises ``BackendError`` before any
+    weights are read, unless ``allow_stock_unet`` (the training entry point, which then widens it
+    itself). ``dtype`` (default float32) applies to the UNet and image encoder; the VAE stays in
+    float32 when its config asks for ``force_upcast`` (SVD's does: its fp16 encode/decode is
+    unstable). A missing directory or subfolder, or missing diffusers / transformers, raise
+    ``BackendError``.
     """
     path = Path(path).expanduser()
     _check_weights_dir(path)
+    in_channels = unet_in_channels(path)
+    if not (allow_stock_unet and in_channels == SVD_IN_CHANNELS):
+        check_amodal_unet(path, in_channels)
     try:
         import torch
         from diffusers import AutoencoderKLTemporalDecoder, EulerDiscreteScheduler, UNetSpatioTemporalConditionModel
@@ -165,22 +239,25 @@ def load_svd_modules(path: str | Path, device: str | torch.device = "cpu", dtype
     except ImportError as exc:  # pragma: no cover - dev/gpu extras install them
         raise BackendError(f"the svd completion backend needs diffusers and transformers: {exc}") from exc
 
+    t0 = time.perf_counter()
     dtype = dtype or torch.float32
-    unet = UNetSpatioTemporalConditionModel.from_pretrained(path / "unet", torch_dtype=dtype)
-    if unet.config.in_channels == SVD_IN_CHANNELS:
-        widen_conv_in(unet)
-    elif unet.config.in_channels != AMODAL_IN_CHANNELS:
-        raise BackendError(f"{path / 'unet'} has {unet.config.in_channels} input channels; expected 8 (SVD) or 9 (amodal)")
-    vae = AutoencoderKLTemporalDecoder.from_pretrained(path / "vae", torch_dtype=torch.float32)
+    local = {"local_files_only": True}  # local folders only: nothing is fetched at run time
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(path / "unet", torch_dtype=dtype, **local)
+    if unet.config.in_channels != in_channels:  # config.json changed under us, or a loader remapped it
+        raise BackendError(f"{path / 'unet'}: loaded in_channels = {unet.config.in_channels}, config.json said {in_channels}")
+    vae = AutoencoderKLTemporalDecoder.from_pretrained(path / "vae", torch_dtype=torch.float32, **local)
     if not getattr(vae.config, "force_upcast", False):
         vae.to(dtype)
-    image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", dtype=dtype)
-    feature_extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor")
+    image_encoder = CLIPVisionModelWithProjection.from_pretrained(path / "image_encoder", **transformers_dtype_kwargs(dtype),
+                                                                  **local)
+    feature_extractor = CLIPImageProcessor.from_pretrained(path / "feature_extractor", **local)
     has_scheduler = (path / "scheduler").is_dir()
-    scheduler = EulerDiscreteScheduler.from_pretrained(path / "scheduler") if has_scheduler else svd_scheduler()
+    scheduler = EulerDiscreteScheduler.from_pretrained(path / "scheduler", **local) if has_scheduler else svd_scheduler()
     modules = SvdModules(unet, vae, image_encoder, feature_extractor, scheduler)
     for m in (unet, vae, image_encoder):
         m.to(device).eval().requires_grad_(False)
+    log.info("svd: loaded %s (UNet in_channels %d, %s) on %s in %.1f s", path, in_channels, str(dtype).removeprefix("torch."),
+             device, time.perf_counter() - t0)
     return modules
 
 
@@ -273,6 +350,7 @@ def sample_latents(
     visible_mask: torch.Tensor,
     settings: SamplerSettings,
     generator: torch.Generator | None = None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """Run the denoising loop; returns the clean video latents (B, F, 4, h, w) (VAE-scaled).
 
@@ -281,6 +359,7 @@ def sample_latents(
             times the UNet's downsampling.
         visible_mask: (B, 1, H, W) in [0, 1].
         generator: seeds the initial noise, the noise augmentation and the scheduler's noise.
+        callback: called with (steps done, total steps) after every step (progress bars).
     """
     import torch
     from diffusers.utils.torch_utils import randn_tensor
@@ -304,7 +383,8 @@ def sample_latents(
         latent_channels = unet.config.out_channels
         shape = (b, f, latent_channels, *cond.shape[-2:])
         latents = randn_tensor(shape, generator=generator, device=device, dtype=dtype) * scheduler.init_noise_sigma
-        for t in scheduler.timesteps:
+        total = len(scheduler.timesteps)
+        for i, t in enumerate(scheduler.timesteps):
             x = torch.cat([latents] * 2) if cfg else latents
             x = torch.cat([scheduler.scale_model_input(x, t), cond], dim=2)
             out = unet(x, t, encoder_hidden_states=context, added_time_ids=time_ids, return_dict=False)[0]
@@ -312,6 +392,8 @@ def sample_latents(
                 uncond, conditional = out.chunk(2)
                 out = uncond + scale * (conditional - uncond)
             latents = scheduler.step(out, t, latents, generator=generator, return_dict=False)[0]
+            if callback is not None:
+                callback(i + 1, total)
     return latents
 
 
@@ -376,24 +458,45 @@ def _resolve_dtype(dtype, device):
     return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
 
+DEFAULT_RESOLUTION = 512  # B.3
+DEFAULT_FRAMES = 8  # B.3
+
+
+def default_resolution(modules: SvdModules) -> int:
+    """B.3's 512, or the model's own size (UNet ``sample_size`` x VAE factor) when smaller: a small
+    test model is not run at 512 px on a CPU for minutes."""
+    native = int(modules.unet.config.sample_size) * modules.vae_scale_factor
+    return min(DEFAULT_RESOLUTION, native)
+
+
+def default_num_frames(modules: SvdModules) -> int:
+    """B.3's 8 frames, or the UNet's ``num_frames`` when smaller."""
+    return min(DEFAULT_FRAMES, int(getattr(modules.unet.config, "num_frames", DEFAULT_FRAMES)))
+
+
 @COMPLETERS.register("svd")
 class SvdCompleter:
     """Amodal completion with the fine-tuned SVD model (paper 3.3).
 
     Args:
-        weights: local directory in the SVD repo layout (config key ``completion.svd.weights``);
-            a missing directory raises ``BackendError``. Ignored when ``modules`` is given.
+        weights: local directory in the SVD repo layout (config key ``completion.svd.weights``)
+            whose UNet has the 9th (mask) channel; a missing directory, or a stock 8-channel UNet,
+            raises ``BackendError`` before any weights are read. Ignored when ``modules`` is given.
         device: torch device; default CUDA when available, else CPU.
         dtype: UNet / CLIP dtype (torch dtype or name); default float16 on CUDA, float32 otherwise.
-        num_inference_steps, num_frames: sampling steps and video length (B.3: 8 frames).
-        resolution: the square size the view is resized to for the model (B.3: 512); the result is
-            resized back to the request's size. Non-square views are stretched (like Algorithm 2's
-            resize of the training frames).
+        num_inference_steps: sampling steps (SVD's 25).
+        num_frames: video length; default B.3's 8, or the UNet's ``num_frames`` when smaller.
+        resolution: the square size the view is resized to for the model; default B.3's 512, or the
+            model's own size when smaller (:func:`default_resolution`). The result is resized back
+            to the request's size. Non-square views are stretched (like Algorithm 2's resize of the
+            training frames).
         seed: the torch.Generator seed used for every request (same seed -> same output).
         min_guidance_scale, max_guidance_scale: SVD's per-frame CFG ramp; max <= 1 disables CFG.
         conditioning: fps / motion bucket / noise augmentation ids.
         mask_tolerance: see :func:`amodal_mask_from_image`.
         modules: already-constructed components (tests build tiny ones); the same code runs after.
+        step_callback: called with (steps done, total) after every denoising step; the completion
+            stage points it at its progress bar. Settable after construction.
     """
 
     name = "svd"
@@ -404,40 +507,51 @@ class SvdCompleter:
         device: str | None = None,
         dtype: Any = None,
         num_inference_steps: int = 25,
-        num_frames: int = 8,
-        resolution: int = 512,
+        num_frames: int | None = None,
+        resolution: int | None = None,
         seed: int = 0,
         min_guidance_scale: float = 1.0,
         max_guidance_scale: float = 3.0,
         conditioning: SvdConditioning | None = None,
         mask_tolerance: int = 20,
         modules: SvdModules | None = None,
+        step_callback: StepCallback | None = None,
     ) -> None:
         if modules is None:
             if weights is None:
                 raise BackendError(f"the svd completion backend needs weights (config key {CONFIG_KEY})")
-            _check_weights_dir(Path(weights).expanduser())  # before importing torch: a clear error first
+            path = Path(weights).expanduser()
+            _check_weights_dir(path)  # before importing torch: a clear error first
+            check_amodal_unet(path, unet_in_channels(path))
             import torch
 
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            modules = load_svd_modules(weights, device=device, dtype=_resolve_dtype(dtype, device))
+            modules = load_svd_modules(path, device=device, dtype=_resolve_dtype(dtype, device))
         elif modules.unet.config.in_channels != AMODAL_IN_CHANNELS:
-            raise ValueError(f"the UNet must have {AMODAL_IN_CHANNELS} input channels (call widen_conv_in)")
+            raise BackendError(
+                f"the svd completer needs a UNet with {AMODAL_IN_CHANNELS} input channels (the mask channel); this one has "
+                f"{modules.unet.config.in_channels}"
+            )
         self.modules = modules
         self.weights = None if weights is None else Path(weights)
-        self.resolution = int(resolution)
+        self.resolution = int(resolution) if resolution else default_resolution(modules)
         factor = modules.vae_scale_factor * 2 ** (len(modules.unet.config.block_out_channels) - 1)
         if self.resolution % factor:
-            raise ValueError(f"resolution {resolution} must be a multiple of {factor} for this model")
+            raise ValueError(f"resolution {self.resolution} must be a multiple of {factor} for this model")
         self.seed = seed
         self.settings = SamplerSettings(
-            num_frames=num_frames,
+            num_frames=int(num_frames) if num_frames else default_num_frames(modules),
             num_inference_steps=num_inference_steps,
             min_guidance_scale=min_guidance_scale,
             max_guidance_scale=max_guidance_scale,
             conditioning=conditioning or SvdConditioning(),
         )
         self.mask_tolerance = mask_tolerance
+        self.step_callback = step_callback
+        log.info("svd completion on %s: %d steps x %d frames at %d px%s", modules.device, self.settings.num_inference_steps,
+                 self.settings.num_frames, self.resolution,
+                 " (CPU: slow with real SVD weights; fewer steps or a smaller resolution trade quality for time)"
+                 if modules.device.type == "cpu" else "")
 
     @classmethod
     def from_modules(cls, modules: SvdModules, **kwargs) -> SvdCompleter:
@@ -448,17 +562,24 @@ class SvdCompleter:
         import torch
         import torch.nn.functional as F
 
+        t0 = time.perf_counter()
         h, w = request.visible_mask.shape
         size = (self.resolution, self.resolution)
         image = resize_hwc(request.image, size)[None] / 127.5 - 1.0  # (1, 3, R, R) in [-1, 1]
         mask = resize_hwc(request.visible_mask[..., None], size)[None]  # (1, 1, R, R) in [0, 1]
         generator = torch.Generator("cpu").manual_seed(self.seed)
-        latents = sample_latents(self.modules, image, mask, self.settings, generator)
+        latents = sample_latents(self.modules, image, mask, self.settings, generator, callback=self.step_callback)
+        t_sample = time.perf_counter() - t0
         video = decode_latents(self.modules, latents)[0]  # (F, 3, R, R) in [-1, 1]
         video = F.interpolate(video.cpu(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
         frames = ((video + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
         last = np.ascontiguousarray(frames[-1])
         mask_out = amodal_mask_from_image(last, request.visible_mask.astype(bool), self.mask_tolerance)
+        seconds = time.perf_counter() - t0
+        steps = self.settings.num_inference_steps
+        log.info("svd: %s (%s): %d steps x %d frames at %d px in %.1f s (%.2f s/step, decode %.1f s)", request.object_id,
+                 request.label, steps, self.settings.num_frames, self.resolution, seconds, t_sample / max(steps, 1),
+                 seconds - t_sample)
         return SvdCompletion(frames=frames, image=last, amodal_mask=mask_out)
 
     def complete(self, request: CompletionRequest) -> CompletionResult:

@@ -235,16 +235,20 @@ def train(
     samples: Sequence[AmodalPair | AmodalSample] | None = None,
 ) -> TrainResult:
     """Fine-tune; data from ``samples`` if given, else ``config.data``; weights from ``modules``
-    if given, else ``config.weights`` (loaded with :func:`load_svd_modules`, conv_in widened)."""
+    if given, else ``config.weights`` (loaded with :func:`load_svd_modules`; a stock 8-channel
+    UNet gets its zero-initialised mask channel here, the only place that widens one)."""
     import torch
 
-    from hiscene_sim.complete.svd import load_svd_modules
+    from hiscene_sim.complete.svd import AMODAL_IN_CHANNELS, load_svd_modules, widen_conv_in
 
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if modules is None:
         if config.weights is None:
             raise ValueError("train needs modules or config.weights")
-        modules = load_svd_modules(config.weights, device=device, dtype=torch.float32)
+        modules = load_svd_modules(config.weights, device=device, dtype=torch.float32, allow_stock_unet=True)
+        if modules.unet.config.in_channels != AMODAL_IN_CHANNELS:
+            widen_conv_in(modules.unet)  # B.3: fine-tuning starts from stock SVD with a zero mask channel
+            print(f"widened the stock UNet of {config.weights} to {AMODAL_IN_CHANNELS} input channels (mask channel zero)")
     for m in (modules.unet, modules.vae, modules.image_encoder):
         m.to(device)
     prepare_for_training(modules, config)
