@@ -42,8 +42,9 @@ class GroupingConfig:
     tolerance: float = 1.5  # contact heights, in surface samples (SceneScale.spacing)
     over_contact: float = 0.25  # a resting part's centre lies within this share of its size of the contact patch
     min_footprint: float = 0.25  # ... and the patch spans this share of the part's horizontal size
-    min_contact: float = 0.5  # ... and the contact is this long against the part's horizontal size
+    min_contact: float = 0.4  # ... and the contact is this long against the part's horizontal size
     min_support: float = 0.7  # ... and the support is at least this share of the part's horizontal size
+    min_support_up: float = 0.3  # mean up component of the support's normals under a part whose contact climbs its side
     touch_ratio: float = 1.0  # two standing parts touching along less than the smaller's width stay apart
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
@@ -155,10 +156,13 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             bottom = z <= stats.zmin[up_e] + tol
             n_bottom = np.bincount(inv, weights=bottom, minlength=len(uniq))
             at_bottom |= n_bottom >= 0.5 * counts
-            box_lo = np.full((len(uniq), 2), np.inf)
-            box_hi = np.full((len(uniq), 2), -np.inf)
-            np.minimum.at(box_lo, inv[bottom], xy[bottom])
-            np.maximum.at(box_hi, inv[bottom], xy[bottom])
+            # the part's whole footprint: its contacts at its bottom with every cluster it stands on
+            # (a support may still be in pieces)
+            part_lo = np.full((k, 2), np.inf)
+            part_hi = np.full((k, 2), -np.inf)
+            np.minimum.at(part_lo, up_e[bottom], xy[bottom])
+            np.maximum.at(part_hi, up_e[bottom], xy[bottom])
+            box_lo, box_hi = part_lo[up_id], part_hi[up_id]
             hsize = stats.hsize[up_id]
             margin = np.maximum(tol, config.over_contact * hsize)[:, None]
             c = stats.center[up_id, :2]
@@ -167,7 +171,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             # (its length, from the edges along it, against the part's horizontal size: a mug's
             # ring ~2, a table top's four leg ends ~0.5, a leaf's joint ~0.2)
             footprint = np.linalg.norm(np.maximum(box_hi - box_lo, 0), axis=1) + 2 * tol >= config.min_footprint * hsize
-            bottom_length = np.bincount(inv, weights=bottom * length, minlength=len(uniq)) / 1.3
+            bottom_length = np.bincount(up_e, weights=bottom * length, minlength=k)[up_id] / 1.3
             footprint &= bottom_length >= config.min_contact * hsize
             over &= footprint
             # and the support is not narrower than what rests on it: a table top on its legs is one object
@@ -183,8 +187,21 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             inside = ((stats.lo[up_id] >= stats.lo[down_id] - tol).all(axis=1) & (stats.hi[up_id] <= stats.hi[down_id] + tol).all(axis=1)
                       & (stats.zmax[up_id] < stats.zmax[down_id] - tol) & (stats.zmax[up_id] - stats.zmin[up_id] <= 2 * tol))
             above &= ~inside & (stats.openness[up_id] <= config.max_openness)
+            # most of the contact is at the part's bottom; or the support reaches below the part, the
+            # contact at the part's bottom is a footprint in both directions and the support's surface
+            # there faces up (a mug's ring on a table top, not a cut through a slab): where the
+            # support's cluster took a strip of the part's side (a similar colour, a flush edge), the
+            # contact climbs the part's side as well
+            down_prim = np.where(a == up_e, prims.pairs[cut, 1], prims.pairs[cut, 0])
+            support_up = np.bincount(inv, weights=bottom * prims.normals[down_prim, 2], minlength=len(uniq)) / np.maximum(n_bottom, 1)
+            # (a Gaussian's normal has no sign, so a splat's parts rest by the first rule only)
+            sunk = (prims.oriented_normals & (stats.zmin[down_id] < stats.zmin[up_id] - tol) & (support_up >= config.min_support_up)
+                    & (np.min(box_hi - box_lo, axis=1) >= config.min_footprint * hsize))
             # what stands on the floor rests on the floor, not on a neighbour it leans on
-            rest = (n_bottom >= 0.5 * counts) & over & above & ~on_floor[up_id]
+            rest = ((n_bottom >= 0.5 * counts) | sunk) & over & above & ~on_floor[up_id]
+            # ... and a part the support walls in on every side is inside it (a mug's inner surface)
+            for i in np.flatnonzero(rest & (n_bottom < 0.5 * counts)):
+                rest[i] = not _walled_in(labels, prims, stats, up_id[i], down_id[i], tol)
             rests |= rest
             stands[up_id[rest]] = True
         # two parts that each stand on something (the floor, or a support they rest on) and touch
@@ -225,6 +242,20 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         labels[fg] = parent[labels[fg]]
         labels, k = _compact(labels)
     return labels
+
+
+def _walled_in(labels, prims, stats, part: int, support: int, tol: float, sectors: int = 8) -> bool:
+    """Whether the support has surface beside the part, above the part's bottom, in nearly every
+    direction around it (all but one of ``sectors``): the part lies inside the support (a cup's
+    inner wall inside its outer one), not on it with a strip of its side gone to the support."""
+    lo, hi = stats.lo[part], stats.hi[part]
+    reach = 0.25 * stats.hsize[part] + tol
+    pts = prims.centers[labels == support]
+    near = ((pts[:, 0] >= lo[0] - reach) & (pts[:, 0] <= hi[0] + reach) & (pts[:, 1] >= lo[1] - reach) & (pts[:, 1] <= hi[1] + reach)
+            & (pts[:, 2] > stats.zmin[part] + tol) & (pts[:, 2] <= stats.zmax[part]))
+    d = pts[near, :2] - stats.center[part, :2]
+    seen = np.unique(np.floor((np.arctan2(d[:, 1], d[:, 0]) + np.pi) / (2 * np.pi) * sectors).astype(int) % sectors)
+    return len(seen) >= sectors - 1
 
 
 def group_objects(clusters: np.ndarray, prims, background, scale, config: GroupingConfig | None = None) -> Grouping:

@@ -165,6 +165,7 @@ class Primitives:
     pair_xy: np.ndarray  # (E, 2) where the contact is, horizontally
     pair_length: np.ndarray  # (E,) length of the contact (the shared edge; a sample length for Gaussians)
     spacing: float  # surface sampling length (about the generator's voxel pitch)
+    oriented_normals: bool = True  # False for Gaussians: a disc's normal has no sign
 
     def adjacency(self) -> sp.coo_matrix:
         n = len(self.centers)
@@ -200,6 +201,7 @@ class Primitives:
         return Primitives(
             means, gaussians.normals(), areas, means[:, 2], means[:, 2],
             pairs, means[pairs, 2].mean(axis=1), means[pairs, :2].mean(axis=1), np.full(len(pairs), spacing), spacing,
+            oriented_normals=False,
         )
 
 
