@@ -302,7 +302,7 @@ def run_pipeline(
     options = options or PipelineOptions()
     given = dict(models or {})
     backends = backends or plan_backends(request, options, given)
-    shared = stages.Models(options.generate, given)
+    shared = stages.Models(options.generate, given, tuple(request.stages))  # shared.done(stage) releases models
     layout = request.layout
     work = layout.work_dir
     work.mkdir(parents=True, exist_ok=True)
@@ -326,6 +326,7 @@ def run_pipeline(
         else:
             run.step("image", {"image": file_digest(request.image)}, [image_path],
                      lambda: run.timed("image", call, stages.copy_file, request.image, image_path).summary)
+        shared.done("image")
     if "scene3d" in wanted:
         if request.scene_file:
             scene_file = work / ("scene" + request.scene_file.suffix.lower())
@@ -335,6 +336,7 @@ def run_pipeline(
             scene_file = work / "scene.glb"
             run.step("scene3d", {"seed": seed}, [scene_file],
                      lambda: run.timed("scene3d", call, stages.image_to_3d, work / "image.png", scene_file, shared).summary)
+        shared.done("scene3d")
     if "import" in wanted:
         out = work / "imported"
         run.step("import", {"input": file_digest(request.source.path), **_frame_key(request.source)}, [out / "scene.json"],
@@ -391,6 +393,7 @@ def run_pipeline(
             with bar:
                 return run.timed("regenerate", call, stages.regenerate, src, out, options.regeneration, shared, tick).summary
         run.step("regenerate", {"seed": seed}, [out / "scene.json"], do_regenerate)
+        shared.done("regenerate")
         current = out
     if "background" in wanted:
         if request.prompt:
@@ -400,6 +403,7 @@ def run_pipeline(
             current = out
         else:
             run.step("background", {"seed": seed, "prompt": None}, [], lambda: "kept the parsed background")
+        shared.done("background")
     if "export" in wanted:
         src, export_dir = current, work / "export"
 

@@ -52,35 +52,42 @@ class StageOutput:
 @dataclass
 class Models:
     """Neural models built once per run and shared by the stages that use them (FLUX for the
-    image and the background, TRELLIS for the scene, the background and Algorithm 3). Given
-    models are used as they are; missing ones load from the configured weights on first use.
-    Pickled (a stage sent to a Ray task), it keeps the given models' absence only: each task
-    loads what it needs."""
+    image and the background, TRELLIS for the scene, the background and Algorithm 3, InstantMesh
+    for Algorithm 3). Given models are used as they are; missing ones load from the configured
+    local files on first use (:func:`hiscene_sim.generate.loading.build_model`). ``done(stage)``
+    releases the models this run built and no longer needs after ``stage`` of ``plan`` (the run's
+    stages in order; :func:`hiscene_sim.generate.loading.release_after`); given ones are the
+    caller's. Pickled (a stage sent to a Ray task), it keeps the given models' absence only: each
+    task loads what it needs."""
 
     config: Any  # hiscene_sim.generate.config.GenerateConfig
     built: dict[str, Any] = field(default_factory=dict)
+    plan: tuple[str, ...] = ()
+    owned: set[str] = field(default_factory=set)  # names built here (not given)
 
     def __reduce__(self):
-        return (Models, (self.config, {}))
+        return (Models, (self.config, {}, self.plan))
 
     def get(self, name: str):
         if name not in self.built:
-            if name == "flux":
-                from hiscene_sim.generate.flux import FluxTextToImage
+            from hiscene_sim.generate.loading import build_model
 
-                self.built[name] = FluxTextToImage(weights=self.config.weights_for("generate.flux.weights"))
-            elif name == "clip":
-                from hiscene_sim.generate.flux import ClipImageScorer
-
-                key = "generate.clip.weights"
-                self.built[name] = ClipImageScorer(weights=self.config.weights_for(key)) if self.config.weights.get(key) else None
-            elif name == "trellis":
-                from hiscene_sim.generate.trellis import TrellisImageTo3D
-
-                self.built[name] = TrellisImageTo3D(weights=self.config.weights_for("generate.trellis.weights"))
-            else:  # pragma: no cover - programming error
-                raise KeyError(name)
+            self.built[name] = build_model(name, self.config)
+            self.owned.add(name)
         return self.built[name]
+
+    def done(self, stage: str) -> list[str]:
+        """Release (drop, collect, empty CUDA's cache) the built models no stage after ``stage`` needs."""
+        from hiscene_sim.generate.loading import free_memory, release_after
+
+        names = release_after(stage, self.plan, self.config, self.owned & set(self.built))
+        for name in names:
+            del self.built[name]
+            self.owned.discard(name)
+        if names:
+            free_memory()
+            log.info("after %s: released %s", stage, ", ".join(names))
+        return names
 
 
 # ------------------------------------------------------------------------------ image, scene3d
@@ -195,7 +202,7 @@ def regenerate(in_dir: Path, out_dir: Path, backend: str, models: Models, progre
         from hiscene_sim.generate.regenerate_trellis import make_trellis_regenerator
 
         models.config.weights_for("generate.instantmesh.weights")  # checked before any model loads
-        one = make_trellis_regenerator(models.config, image_to_3d=models.get("trellis"))
+        one = make_trellis_regenerator(models.config, image_to_3d=models.get("trellis"), reconstructor=models.get("instantmesh"))
     elif backend == "geometry":
         def one(obj, mesh, _in_dir):
             return regenerate_geometry(mesh, obj.id)

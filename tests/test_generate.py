@@ -140,23 +140,41 @@ class SceneThenRoom:
         return {"mesh": [FakeMeshExtractResult(v, mesh.faces, np.hstack([colors, np.zeros_like(v)]))]}
 
 
-def test_a_prompt_runs_through_flux_and_the_trellis_adapter(tmp_path):
-    """The prompt path with a tiny FLUX (upstream diffusers classes) and the TRELLIS adapter
-    over a TRELLIS-shaped pipeline: image candidates, 3D scene, parse ... validate, and the
-    background regenerated from "A background of ..." (paper D)."""
+def test_a_prompt_runs_through_flux_and_the_trellis_adapter(tmp_path, monkeypatch, caplog):
+    """The prompt path with a tiny FLUX (upstream diffusers classes) and TRELLIS loaded from a local
+    snapshot through upstream's loading path (a stand-in ``trellis`` package, tests/generate_fixtures.py;
+    DINOv2 and rembg's model local, the Hub offline): image candidates, 3D scene, parse ... validate, and
+    the background regenerated from "A background of ..." (paper D) with the same TRELLIS, loaded once
+    and released after its last stage."""
+    import logging
+    import sys
+
     from hiscene_sim.generate.config import GenerateConfig
     from hiscene_sim.generate.flux import FluxTextToImage
     from hiscene_sim.generate.pipeline import GenerateRequest, generate_scene
-    from hiscene_sim.generate.trellis import TrellisImageTo3D
+    from tests.generate_fixtures import dinov2_repo, fake_rembg_module, install_fake_trellis, trellis_snapshot
     from tests.test_generate_adapters import SETTINGS, _tiny_flux_components
 
     flux = FluxTextToImage(components=_tiny_flux_components(tmp_path), device="cpu", **SETTINGS)
     fused = build_fused_scene([Placed("cube", -0.25, 0.1, 0.4), Placed("duck", 0.2, -0.15, 1.0)], seed=0)
     fake = SceneThenRoom(fused.mesh)
+    trellis = install_fake_trellis(tmp_path / "site", monkeypatch)
+    trellis.pipelines.BUILD = lambda path, args: fake
+    monkeypatch.setitem(sys.modules, "rembg", fake_rembg_module())
+    repo, state = dinov2_repo(tmp_path / "dinov2")
+    (tmp_path / "u2net").mkdir()
+    (tmp_path / "u2net" / "u2net.onnx").write_bytes(b"onnx")
+    config = GenerateConfig(candidates=2, weights={
+        "generate.trellis.weights": trellis_snapshot(tmp_path / "TRELLIS-image-large"),
+        "generate.trellis.dinov2_repo": repo, "generate.trellis.dinov2_weights": state,
+        "generate.trellis.rembg_model": tmp_path / "u2net" / "u2net.onnx"})
     out = tmp_path / "out"
-    result = generate_scene(GenerateRequest(out, prompt="a cube and a duck on the floor"), GenerateConfig(candidates=2),
-                            models={"flux": flux, "trellis": TrellisImageTo3D(pipeline=fake), "clip": None})
+    caplog.set_level(logging.INFO, logger="hiscene_sim.stages")
+    result = generate_scene(GenerateRequest(out, prompt="a cube and a duck on the floor"), config,
+                            models={"flux": flux, "clip": None})
     assert result.passed
+    assert len(trellis.pipelines.LOADS) == 1 and fake.prompts == [0, 0]  # one TRELLIS for the scene and the background
+    assert "after background: released trellis" in caplog.text
     assert [s.name for s in result.stages] == ["image", "scene3d", "parse", "complete", "label", "regenerate", "background", "export", "validate"]
     label = next(p for p in load_scene(out).provenance if p.stage == "label")
     assert label.parameters["vocabulary"] == ["cube", "duck", "floor"]  # the prompt's nouns

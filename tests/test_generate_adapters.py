@@ -146,6 +146,43 @@ def test_flux_settings_validation(flux_dir):
         FluxTextToImage(weights=path, device="cpu", num_inference_steps=0)
 
 
+def test_flux_refuses_a_mismatched_snapshot_before_loading(flux_dir, tmp_path):
+    import shutil
+
+    path, _ = flux_dir
+    bad = Path(shutil.copytree(path, tmp_path / "flux"))
+    config = bad / "transformer" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "pooled_projection_dim": 64}))
+    (bad / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"")  # a load would fail otherwise
+    with pytest.raises(BackendError) as info:
+        FluxTextToImage(weights=bad, device="cpu", **SETTINGS)
+    msg = str(info.value)
+    assert str(config) in msg and "pooled_projection_dim: is 64, expected 32" in msg and "generate.flux.weights" in msg
+
+
+def test_flux_cpu_offload_gives_the_same_images(flux_dir):
+    """--offload: diffusers' enable_model_cpu_offload over the same checkpoint (accelerate's hooks move each
+    component to the run device while it runs); the images are the same as without it."""
+    pytest.importorskip("accelerate")
+    from hiscene_sim.generate.config import GenerateConfig
+    from hiscene_sim.generate.loading import build_model
+
+    path, _ = flux_dir
+    prompt = isometric_prompt("a desk with a lamp")
+    plain = FluxTextToImage(weights=path, device="cpu", **SETTINGS).generate(prompt, [3])[0].image
+    offloaded = FluxTextToImage(weights=path, device="cpu", cpu_offload=True, **SETTINGS)
+    assert offloaded.cpu_offload and offloaded.pipeline._all_hooks  # the offload hooks are installed
+    np.testing.assert_array_equal(offloaded.generate(prompt, [3])[0].image, plain)
+    # the config switch (--offload / generate.flux.offload) reaches the loader: without an accelerator
+    # diffusers refuses to offload to one, which shows the call was made
+    config = GenerateConfig(weights={"generate.flux.weights": path}, switches={"generate.flux.offload": True})
+    if torch.cuda.is_available():  # pragma: no cover - on a GPU machine
+        assert build_model("flux", config).pipeline._all_hooks
+    else:
+        with pytest.raises(RuntimeError, match="accelerator"):
+            build_model("flux", config)
+
+
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory) -> Path:
     pytest.importorskip("transformers")
@@ -683,15 +720,18 @@ def test_missing_weights_name_path_and_config_key(tmp_path):
 
 
 def test_missing_packages_say_how_to_install(tmp_path, monkeypatch):
-    weights = tmp_path / "TRELLIS-image-large"
-    weights.mkdir()
-    (weights / "pipeline.json").write_text("{}")
+    from tests.generate_fixtures import dinov2_repo, trellis_snapshot
+
+    weights = trellis_snapshot(tmp_path / "TRELLIS-image-large")
+    repo, state = dinov2_repo(tmp_path / "dinov2")
     monkeypatch.setitem(sys.modules, "trellis", None)  # not importable, whatever is installed
     with pytest.raises(BackendError) as info:
-        tr.TrellisImageTo3D(weights=weights)
+        tr.TrellisImageTo3D(weights=weights, dinov2_repo=repo, dinov2_weights=state)
     msg = str(info.value)
     assert "git clone --recurse-submodules https://github.com/microsoft/TRELLIS.git" in msg
     assert "setup.sh --basic" in msg and "PYTHONPATH" in msg
+    for ext in (".json", ".safetensors"):
+        (weights / (tr.SS_ENCODER_CKPT + ext)).unlink()
     with pytest.raises(BackendError) as info:  # the encoder checkpoint is checked before importing
         tr.load_structure_encoder(weights)
     assert str(weights / tr.SS_ENCODER_CKPT) in str(info.value) and "generate.trellis.weights" in str(info.value)
@@ -699,14 +739,19 @@ def test_missing_packages_say_how_to_install(tmp_path, monkeypatch):
         tr.bake_glb(None, None, 0.9, 64)
 
     ckpt = tmp_path / "instant_mesh_large.ckpt"
-    ckpt.write_bytes(b"")
+    torch.save({"state_dict": {}}, ckpt)
     with pytest.raises(BackendError, match="generate.instantmesh.repo"):
         im.InstantMeshReconstructor(weights=ckpt, repo=tmp_path / "InstantMesh")
+    monkeypatch.setitem(sys.modules, "src", None)
     with pytest.raises(BackendError, match="generate.instantmesh.config"):
         im.InstantMeshReconstructor(weights=ckpt)
+    from tests.generate_fixtures import INSTANTMESH_LARGE_YAML, dino_snapshot
+
     config = tmp_path / "instant-mesh-large.yaml"
-    config.write_text("model_config: {}\n")
-    monkeypatch.setitem(sys.modules, "src", None)
-    with pytest.raises(BackendError) as info:
+    config.write_text(INSTANTMESH_LARGE_YAML)
+    with pytest.raises(BackendError, match="generate.instantmesh.dino"):  # facebook/dino-vitb16 would be downloaded
         im.InstantMeshReconstructor(weights=ckpt, config=config)
+    with pytest.raises(BackendError) as info:
+        im.InstantMeshReconstructor(weights=ckpt, config=config, dino=dino_snapshot(tmp_path / "dino-vitb16"))
     assert "git clone https://github.com/TencentARC/InstantMesh.git" in str(info.value) and "PYTHONPATH" in str(info.value)
+    assert "requirements.txt" in str(info.value)  # ... and not to install it

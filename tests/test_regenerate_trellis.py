@@ -271,6 +271,14 @@ def test_small_t_keeps_the_prior_in_the_objects_local_frame(tmp_path):
     np.testing.assert_allclose(times, [0.3, 0.25, 0.2, 0.15, 0.1, 0.05], atol=1e-6)
     assert [round(v) for _, v in flow.calls] == [1, 2, 3, 1, 2, 3]
     assert record["t"] == pytest.approx(0.3) and record["steps"] == 6 and "Algorithm 3" in method
+    # the record says what ran: 6 of 20 steps from t = 0.3, and no guidance (cfg_interval [0.5, 1] excludes
+    # every step), not the checkpoint's 7.5
+    sampler = record["sampler"]
+    assert sampler["steps_run"] == 6 and sampler["steps_full_schedule"] == 20 and sampler["t_start"] == pytest.approx(0.3)
+    assert sampler["guidance_configured"] == 7.5 and sampler["guidance_interval"] == [0.5, 1.0]
+    assert sampler["guidance_applied"] == "none" and sampler["guided_steps"] == 0 and sampler["model_evaluations"] == 6
+    assert len(flow.calls) == 6  # ... and the model was called once per step (no unconditional branch)
+    assert "6 trellis sparse-structure steps, no guidance (cfg_interval [0.5, 1.0] excludes t <= 0.3)" in method
     # the structured latent: (M, 4) int32 [0, x, y, z] at the regenerated voxels, multi-view as run_multi_image
     call = pipeline.slat_calls[0]
     coords = call["coords"]
@@ -314,6 +322,12 @@ def test_t_one_follows_the_field_not_the_prior():
 
     assert record["t"] == 1.0 and record["steps"] == 20
     assert max(t for t, _ in flow.calls) == pytest.approx(1.0)
+    # guidance 7.5 on the 11 steps at t = 1.0, 0.95, ..., 0.5 (inside [0.5, 1]), none on the other 9
+    sampler = record["sampler"]
+    assert sampler["guidance_applied"] == 7.5 and sampler["guided_steps"] == 11
+    np.testing.assert_allclose(sampler["guided_times"], np.linspace(1.0, 0.5, 11), atol=1e-9)
+    assert sampler["model_evaluations"] == len(flow.calls) == 31
+    assert "guidance 7.5 on 11 of them" in record["method"]
     assert any(v == 0.0 for _, v in flow.calls)  # classifier-free guidance (zero negative condition) in [0.5, 1]
     out = occupancy_of(mesh, frame)
     box = box_grid()[0, 0].numpy() > 0

@@ -233,13 +233,16 @@ class RegeneratedStructure:
 
     occupancy: (R, R, R) bool, decoder(x0) > 0 (TRELLIS ``sample_sparse_structure``).
     coords: (M, 3) int64 indices of the active voxels (argwhere, the batch/channel axes dropped).
-    latent: (1, C, r, r, r), x0 of the injected run. t: the start time actually used; steps: Euler steps run."""
+    latent: (1, C, r, r, r), x0 of the injected run. t: the start time actually used; steps: Euler steps run.
+    sampler: what the run applied (``FlowSampler.record``): steps run, and the guidance applied with its
+    interval ("none" when the interval excludes every step, e.g. TRELLIS's [0.5, 1] from t <= 0.4)."""
 
     occupancy: torch.Tensor
     coords: torch.Tensor
     latent: torch.Tensor
     t: float
     steps: int
+    sampler: dict = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -261,7 +264,8 @@ def regenerate_structure(
     latent = inject_shape_prior(codec, model, occupancy, config.t, sampler, cond, config.seed, neg_cond)
     logits = codec.decode(latent)
     grid = logits[0, 0] > 0
-    return RegeneratedStructure(grid, torch.argwhere(grid), latent, sampler.start_time(config.t), sampler.num_steps(config.t))
+    return RegeneratedStructure(grid, torch.argwhere(grid), latent, sampler.start_time(config.t), sampler.num_steps(config.t),
+                                sampler.record(config.t))
 
 
 def check_grid(occupancy: torch.Tensor, resolution: int) -> None:

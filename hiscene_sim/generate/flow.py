@@ -137,6 +137,32 @@ class FlowSampler:
         """The grid time the run actually begins at: the largest grid point <= t_start."""
         return self.grid(t_start)[0]
 
+    def guided_times(self, t_start: float) -> list[float]:
+        """The model times of a run from t_start at which classifier-free guidance is applied: none when
+        guidance is 0, else those inside ``guidance_interval`` (TRELLIS's ``cfg_interval``). With the
+        TRELLIS-image-large interval [0.5, 1.0] a run from t <= 0.4 applies none."""
+        if self.guidance == 0.0:
+            return []
+        return [t for t in self.grid(t_start)[:-1] if self._guided_at(t)]
+
+    def record(self, t_start: float) -> dict[str, Any]:
+        """What a run from ``t_start`` actually does, for the records: the start time and the number of
+        Euler steps run (of ``steps`` in a full run), and the guidance applied: its strength where it is
+        applied, or ``"none"`` when no step of the run falls inside the interval (or guidance is 0)."""
+        guided = self.guided_times(t_start)
+        return {
+            "t_start": self.start_time(t_start),
+            "steps_run": self.num_steps(t_start),
+            "steps_full_schedule": self.steps,
+            "guidance_configured": self.guidance,
+            "guidance_interval": list(self.guidance_interval) if self.guidance_interval is not None else None,
+            "guidance_applied": self.guidance if guided else "none",
+            "guided_steps": len(guided),
+            "guided_times": [round(t, 6) for t in guided],
+            "rescale_t": self.rescale_t,
+            "model_evaluations": self.num_steps(t_start) + len(guided),
+        }
+
     def step_indices(self, t_start: float) -> list[int]:
         """Algorithm 3's loop indices i (line 10), in execution order: INT(N u - 1), ..., 0, where the
         step with index i integrates from unrescaled time (i + 1) / N to i / N."""

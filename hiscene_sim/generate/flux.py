@@ -145,17 +145,40 @@ class FluxSettings:
 
 
 def load_flux_pipeline(weights: str | Path, device: str | None = None, dtype: Any = None) -> Any:
-    """``FluxPipeline.from_pretrained(weights)`` on ``device`` in ``dtype`` (default bfloat16 on
-    CUDA, FLUX's native precision; float32 on CPU). Missing directory / diffusers -> BackendError."""
+    """``FluxPipeline.from_pretrained(weights, local_files_only=True)`` on ``device`` in ``dtype`` (default
+    bfloat16 on CUDA, FLUX's native precision; float32 on CPU), with the Hub offline. The snapshot's
+    configs are checked first (:func:`~hiscene_sim.generate.checkpoints.check_flux_snapshot`). Missing
+    directory / diffusers / a mismatched component -> BackendError naming the file and the key."""
+    from hiscene_sim.generate.checkpoints import check_flux_snapshot
+    from hiscene_sim.generate.offline import offline_hub
+
     path = _weights_dir(weights, FLUX_CONFIG_KEY, "FLUX pipeline", "model_index.json")
+    check_flux_snapshot(path, FLUX_CONFIG_KEY)
     try:
         import diffusers
         from diffusers import FluxPipeline
     except ImportError as exc:  # pragma: no cover - dev / gpu extras install diffusers
         raise BackendError(f"the flux backend needs diffusers and transformers (pip install 'hiscene-sim[gpu]'): {exc}") from exc
     device, dtype = _device_and_dtype(device, dtype, "bfloat16")
-    pipe = FluxPipeline.from_pretrained(str(path), **_dtype_kwarg(diffusers, "0.42", dtype))
+    with offline_hub():
+        pipe = FluxPipeline.from_pretrained(str(path), local_files_only=True, **_dtype_kwarg(diffusers, "0.42", dtype))
     return pipe.to(device)
+
+
+def enable_cpu_offload(pipeline: Any, device: str | None = None) -> Any:
+    """diffusers' ``enable_model_cpu_offload``: the pipeline's models stay in CPU memory and each moves to
+    ``device`` (default: the accelerator) only while it runs, so FLUX.1-dev's peak is its 12B transformer
+    (about 24 GB in bf16) instead of all 17B parameters (about 34 GB). Needs accelerate."""
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is None:
+        raise BackendError("FLUX CPU offload (--offload, generate.flux.offload) needs accelerate: "
+                           "pip install 'hiscene-sim[gpu]'")
+    if device is None:
+        pipeline.enable_model_cpu_offload()
+    else:
+        pipeline.enable_model_cpu_offload(device=device)
+    return pipeline
 
 
 class FluxTextToImage:
@@ -171,8 +194,10 @@ class FluxTextToImage:
             Ignored for a given ``pipeline``.
         settings: :class:`FluxSettings`; keyword overrides (``height=``, ``steps`` as
             ``num_inference_steps=`` ...) may be given instead.
-        cpu_offload: call ``enable_model_cpu_offload()`` (needs accelerate and CUDA) instead of moving
-            the whole pipeline to the GPU; FLUX.1-dev needs about 33 GB in bfloat16 otherwise.
+        cpu_offload: load into CPU memory and call diffusers' ``enable_model_cpu_offload(device=device)``
+            (:func:`enable_cpu_offload`; needs accelerate) instead of moving the whole pipeline to the GPU:
+            FLUX.1-dev needs about 34 GB in bfloat16 otherwise (computed: 16.9B parameters x 2 bytes).
+            ``device`` is then where each component runs (default: the accelerator).
     """
 
     name = "flux"
@@ -196,18 +221,21 @@ class FluxTextToImage:
             setattr(self.settings, key, value)
         self.settings.__post_init__()
         self.weights = None if weights is None else Path(weights).expanduser()
+        self.cpu_offload = bool(cpu_offload)
         if pipeline is None and components is not None:
             from diffusers import FluxPipeline
 
             for module in components.values():  # freshly built modules are in training mode (T5 dropout)
                 if hasattr(module, "eval"):
                     module.eval()
-            device, dtype = _device_and_dtype(device, dtype, "bfloat16")
-            pipeline = FluxPipeline(**components).to(device, dtype)
-        elif pipeline is None:
+            run_device, dtype = _device_and_dtype(device, dtype, "bfloat16")
+            pipeline = FluxPipeline(**components).to("cpu" if cpu_offload else run_device, dtype)
             if cpu_offload:
-                pipeline = load_flux_pipeline(weights, device="cpu", dtype=dtype or "bfloat16")
-                pipeline.enable_model_cpu_offload()
+                enable_cpu_offload(pipeline, device)
+        elif pipeline is None:
+            if cpu_offload:  # loaded into CPU memory; each component visits the accelerator when it runs
+                dtype = _device_and_dtype(device, dtype, "bfloat16")[1]  # the precision it runs in, not CPU's default
+                pipeline = enable_cpu_offload(load_flux_pipeline(weights, device="cpu", dtype=dtype), device)
             else:
                 pipeline = load_flux_pipeline(weights, device=device, dtype=dtype)
         self.pipeline = pipeline
@@ -281,9 +309,14 @@ class ClipImageScorer:
                 from transformers import CLIPModel, CLIPProcessor
             except ImportError as exc:  # pragma: no cover
                 raise BackendError(f"the clip scorer needs transformers: {exc}") from exc
+            from hiscene_sim.generate.checkpoints import check_clip_snapshot
+            from hiscene_sim.generate.offline import offline_hub
+
+            check_clip_snapshot(path, CLIP_CONFIG_KEY)
             device, dtype = _device_and_dtype(device, dtype, "float16")
-            model = CLIPModel.from_pretrained(str(path), **_dtype_kwarg(transformers, "4.56", dtype))
-            processor = CLIPProcessor.from_pretrained(str(path))
+            with offline_hub():
+                model = CLIPModel.from_pretrained(str(path), local_files_only=True, **_dtype_kwarg(transformers, "4.56", dtype))
+                processor = CLIPProcessor.from_pretrained(str(path), local_files_only=True)
         else:
             device = device or str(next(model.parameters()).device)
         self.model = model.to(device).eval()

@@ -23,16 +23,26 @@ By default the frame is derived from the cameras (:meth:`InstantMeshFrame.from_c
 view axes converge on, and the scale that makes the sphere the views frame as large as Zero123++'s
 views frame theirs); :meth:`InstantMeshFrame.from_bounds` uses known object bounds instead.
 
-Installing InstantMesh (not on PyPI; its code is the top-level package ``src`` of the repository)::
+Installing InstantMesh (not on PyPI; its code is the top-level package ``src`` of the repository). Its
+requirements.txt pins transformers 4.34 / diffusers 0.20, which would replace the versions FLUX and SVD
+need: put its source on the path instead and install only what the mesh model imports
+(docs/install-gpu.md)::
 
-    git clone https://github.com/TencentARC/InstantMesh.git
-    cd InstantMesh && pip install -r requirements.txt     # needs CUDA: nvdiffrast, xformers
-    # then either export PYTHONPATH=/path/to/InstantMesh, or give repo= (config key generate.instantmesh.repo)
+    git clone https://github.com/TencentARC/InstantMesh.git      # no pip install -r requirements.txt
+    pip install einops xatlas opencv-python-headless && pip install git+https://github.com/NVlabs/nvdiffrast/
+    # then export PYTHONPATH=/path/to/InstantMesh, or set config key generate.instantmesh.repo
+
+Under transformers 5 its ``src/models/encoder/dino.py`` imports ``find_pruneable_heads_and_indices`` (removed
+from ``transformers.pytorch_utils``) and calls ``PreTrainedModel.get_head_mask`` (removed):
+:mod:`hiscene_sim.generate.instantmesh_compat` supplies both at load time, so the clone needs no patch.
 
 Weights: ``instant_mesh_large.ckpt`` (or ``_base``) from the TencentARC/InstantMesh model card, config
 key ``generate.instantmesh.weights``; the config YAML (default ``<repo>/configs/instant-mesh-large.yaml``,
-key ``generate.instantmesh.config``) must match. InstantMesh's encoder loads ``facebook/dino-vitb16``
-through transformers: offline, have it in the Hugging Face cache.
+key ``generate.instantmesh.config``) must match, and is checked against it. InstantMesh's encoder is
+``facebook/dino-vitb16``: a local snapshot of it, key ``generate.instantmesh.dino``, replaces the Hub name in
+the YAML (the checkpoint then overwrites its weights). The checkpoint is read with ``torch.load(weights_only=
+True)``; upstream's run.py unpickles it fully, which this adapter does only with ``trust_checkpoint``
+(``generate.instantmesh.trust_checkpoint``, ``--trust-checkpoint``).
 """
 
 from __future__ import annotations
@@ -57,7 +67,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CONFIG_KEY",
     "CONFIG_KEY_CONFIG",
+    "CONFIG_KEY_DINO",
     "CONFIG_KEY_REPO",
+    "CONFIG_KEY_TRUST",
     "INSTALL_HINT",
     "ZERO123PLUS_FRAMED_RADIUS",
     "InstantMeshFrame",
@@ -73,10 +85,13 @@ __all__ = [
 CONFIG_KEY = "generate.instantmesh.weights"
 CONFIG_KEY_REPO = "generate.instantmesh.repo"
 CONFIG_KEY_CONFIG = "generate.instantmesh.config"
+CONFIG_KEY_DINO = "generate.instantmesh.dino"
+CONFIG_KEY_TRUST = "generate.instantmesh.trust_checkpoint"
 INSTALL_HINT = (
-    "InstantMesh is not on PyPI: git clone https://github.com/TencentARC/InstantMesh.git && "
-    "pip install -r InstantMesh/requirements.txt, then export PYTHONPATH=/path/to/InstantMesh or set "
-    f"config key {CONFIG_KEY_REPO} (see hiscene_sim/generate/instantmesh.py)"
+    "InstantMesh is not on PyPI: git clone https://github.com/TencentARC/InstantMesh.git (do not pip install its "
+    "requirements.txt: it replaces transformers / diffusers), pip install einops xatlas opencv-python-headless "
+    "and nvdiffrast, then export PYTHONPATH=/path/to/InstantMesh or set "
+    f"config key {CONFIG_KEY_REPO} (see docs/install-gpu.md)"
 )
 
 #: Zero123++ views as InstantMesh's ``get_zero123plus_input_cameras`` builds them.
@@ -292,15 +307,64 @@ def _importable_clone() -> Path | None:
     return Path(spec.origin).resolve().parents[2]
 
 
+def _read_checkpoint(ckpt: Path, trust_checkpoint: bool) -> dict:
+    """The checkpoint's ``lrm_generator.*`` weights (prefix removed). Loaded with ``weights_only=True``
+    unless ``trust_checkpoint``: upstream's run.py unpickles the whole Lightning checkpoint, which can run
+    code; a refused safe load says how to opt in."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(str(ckpt), map_location="cpu", weights_only=not trust_checkpoint)
+    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is one clear error
+        hint = ""
+        if not trust_checkpoint and (isinstance(exc, pickle.UnpicklingError) or "weights only" in str(exc).lower()):
+            hint = (f" The safe loader (torch.load weights_only=True) refused it. If you trust this file, opt in to "
+                    f"full unpickling with --trust-checkpoint or \"{CONFIG_KEY_TRUST}\": true in --config "
+                    "($HISCENE_INSTANTMESH_TRUST_CHECKPOINT=1).")
+        raise BackendError(f"instantmesh: cannot read {ckpt} (config key {CONFIG_KEY}): {exc}{hint}") from exc
+    if not isinstance(state, dict):
+        raise BackendError(f"instantmesh: {ckpt} (config key {CONFIG_KEY}) holds a {type(state).__name__}, not a state dict")
+    state = state.get("state_dict", state)
+    prefix = "lrm_generator."
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} or state
+
+
+def resolve_paths(weights: str | Path | None, repo: str | Path | None = None,
+                  config: str | Path | None = None) -> tuple[Path, Path | None, Path]:
+    """(checkpoint file, clone or None, model YAML) as :func:`load_instantmesh` resolves them; BackendError
+    naming the key of the first one that is missing."""
+    ckpt = _check_file(weights, CONFIG_KEY, "checkpoint")
+    if ckpt.is_dir():
+        ckpt = _check_file(ckpt / "instant_mesh_large.ckpt", CONFIG_KEY, "checkpoint")
+    if repo is not None:
+        repo_path = _check_file(repo, CONFIG_KEY_REPO, "repository")
+        if not (repo_path / "src" / "models" / "lrm_mesh.py").is_file():
+            raise BackendError(f"instantmesh: {repo_path} (config key {CONFIG_KEY_REPO}) is not an InstantMesh clone "
+                               "(no src/models/lrm_mesh.py)")
+    else:
+        repo_path = _importable_clone()
+    if config is None and repo_path is not None:
+        variant = repo_path / "configs" / (ckpt.stem.replace("_", "-") + ".yaml")
+        config = variant if variant.is_file() else repo_path / "configs" / "instant-mesh-large.yaml"
+    return ckpt, repo_path, _check_file(config, CONFIG_KEY_CONFIG, "model config YAML")
+
+
 def load_instantmesh(
     weights: str | Path | None,
     repo: str | Path | None = None,
     config: str | Path | None = None,
     device: str | None = None,
-    allow_pickle: bool = False,
+    trust_checkpoint: bool = False,
+    dino: str | Path | None = None,
 ) -> Any:
     """Build InstantMesh from its YAML config and load the checkpoint (keys ``lrm_generator.*``, as
     upstream's run.py does); FlexiCubes geometry initialised for the mesh variants.
+
+    Order: the YAML is checked (:func:`~hiscene_sim.generate.checkpoints.check_instantmesh_config`), the DINO
+    snapshot too, the checkpoint read, and only then InstantMesh imported (with the transformers 5 shims,
+    :mod:`hiscene_sim.generate.instantmesh_compat`) and built with the Hub offline.
 
     Args:
         weights: the ``.ckpt`` file, or a directory holding ``instant_mesh_large.ckpt`` (config key
@@ -310,40 +374,43 @@ def load_instantmesh(
         config: model YAML (``generate.instantmesh.config``); default ``<repo>/configs/<variant>.yaml``
             with the variant named after the checkpoint (``instant_mesh_base.ckpt`` ->
             ``instant-mesh-base.yaml``, as upstream names them), else ``instant-mesh-large.yaml``.
-        allow_pickle: load the checkpoint with ``weights_only=False`` (only for a file you trust).
+        trust_checkpoint: load the checkpoint with ``weights_only=False`` (config key
+            ``generate.instantmesh.trust_checkpoint``, flag ``--trust-checkpoint``; only for a file you trust).
+        dino: local ``facebook/dino-vitb16`` snapshot (``generate.instantmesh.dino``) used instead of the Hub
+            name in the YAML's ``encoder_model_name``.
     """
-    ckpt = _check_file(weights, CONFIG_KEY, "checkpoint")
-    if ckpt.is_dir():
-        ckpt = _check_file(ckpt / "instant_mesh_large.ckpt", CONFIG_KEY, "checkpoint")
-    if repo is not None:
-        repo_path = _check_file(repo, CONFIG_KEY_REPO, "repository")
-        if not (repo_path / "src" / "models" / "lrm_mesh.py").is_file():
-            raise BackendError(f"instantmesh: {repo_path} (config key {CONFIG_KEY_REPO}) is not an InstantMesh clone "
-                               "(no src/models/lrm_mesh.py)")
-        if str(repo_path) not in sys.path:
-            sys.path.insert(0, str(repo_path))
-    else:
-        repo_path = _importable_clone()
-    if config is None and repo_path is not None:
-        variant = repo_path / "configs" / (ckpt.stem.replace("_", "-") + ".yaml")
-        config = variant if variant.is_file() else repo_path / "configs" / "instant-mesh-large.yaml"
-    cfg_path = _check_file(config, CONFIG_KEY_CONFIG, "model config YAML")
+    from hiscene_sim.generate.checkpoints import check_dino_snapshot, check_instantmesh_config, read_yaml
+    from hiscene_sim.generate.offline import offline_hub
+
+    ckpt, repo_path, cfg_path = resolve_paths(weights, repo, config)
+    params = check_instantmesh_config(cfg_path, ckpt, CONFIG_KEY_CONFIG)
+    encoder = Path(dino).expanduser() if dino is not None else Path(str(params["encoder_model_name"]))
+    if not encoder.is_dir():
+        raise BackendError(f"instantmesh: its image encoder {params['encoder_model_name']!r} ({cfg_path}) would be "
+                           f"downloaded: set {CONFIG_KEY_DINO} (--instantmesh-dino) to a local facebook/dino-vitb16 snapshot")
+    check_dino_snapshot(encoder, params.get("encoder_feat_dim"), CONFIG_KEY_DINO)
+    state = _read_checkpoint(ckpt, trust_checkpoint)
+    if repo_path is not None and str(repo_path) not in sys.path:
+        sys.path.insert(0, str(repo_path))
     try:
         import torch
-        from omegaconf import OmegaConf
+
+        from hiscene_sim.generate.instantmesh_compat import patch_dino, patch_transformers
+
+        patch_transformers()
+        from src.models.encoder import dino as instantmesh_dino
         from src.utils.train_util import instantiate_from_config
+
+        patch_dino(instantmesh_dino)
     except ImportError as exc:
         raise BackendError(f"instantmesh: cannot import InstantMesh ({exc}). {INSTALL_HINT}") from exc
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = instantiate_from_config(OmegaConf.load(str(cfg_path)).model_config)
-    try:
-        state = torch.load(str(ckpt), map_location="cpu", weights_only=not allow_pickle)
-    except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is one clear error
-        raise BackendError(f"instantmesh: cannot read {ckpt} (config key {CONFIG_KEY}): {exc} "
-                           "(a trusted checkpoint that needs pickle: pass allow_pickle=True)") from exc
-    state = state.get("state_dict", state)
-    prefix = "lrm_generator."
-    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)} or state
+    # upstream's instantiate_from_config reads config["target"] / config.get("params"): a plain dict from
+    # PyYAML serves (no omegaconf needed at inference)
+    model_config = dict(read_yaml(cfg_path, CONFIG_KEY_CONFIG)["model_config"])
+    model_config["params"] = {**model_config["params"], "encoder_model_name": str(encoder)}
+    with offline_hub():
+        model = instantiate_from_config(model_config)
     model.load_state_dict(state, strict=True)
     model = model.to(device)
     if hasattr(model, "init_flexicubes_geometry"):
@@ -356,7 +423,7 @@ class InstantMeshReconstructor:
     """InstantMesh as a :class:`~hiscene_sim.generate.interfaces.SparseViewReconstructor`.
 
     Args:
-        weights, repo, config, device, allow_pickle: see :func:`load_instantmesh`.
+        weights, repo, config, device, trust_checkpoint, dino: see :func:`load_instantmesh`.
         model: an already-built model (anything with ``forward_planes(images (1, V, 3, S, S), cameras
             (1, V, 16))`` and ``extract_mesh(planes, use_texture_map=False) -> (vertices (N, 3), faces
             (F, 3), colours (N, 3) uint8)``); tests pass a fake.
@@ -378,10 +445,12 @@ class InstantMeshReconstructor:
         frame: InstantMeshFrame | None = None,
         framed_radius: float = ZERO123PLUS_FRAMED_RADIUS,
         image_size: int = IMAGE_SIZE,
-        allow_pickle: bool = False,
+        trust_checkpoint: bool = False,
+        dino: str | Path | None = None,
     ) -> None:
         if model is None:
-            model = load_instantmesh(weights, repo=repo, config=config, device=device, allow_pickle=allow_pickle)
+            model = load_instantmesh(weights, repo=repo, config=config, device=device, trust_checkpoint=trust_checkpoint,
+                                     dino=dino)
         self.model = model
         self.frame = frame
         self.framed_radius = float(framed_radius)

@@ -35,7 +35,7 @@ from hiscene_sim.orchestrator import (
     run_pipeline,
 )
 
-__all__ = ["WORK", "GenerateRequest", "generate_scene", "needed_stages", "pipeline_options", "result_json"]
+__all__ = ["WORK", "GenerateRequest", "generate_scene", "needed_stages", "pipeline_options", "preflight", "result_json"]
 
 GENERATE_STAGES = ("image", "scene3d", "parse", "complete", "label", "regenerate", "background", "export", "validate")
 
@@ -79,6 +79,18 @@ def pipeline_options(config: GenerateConfig, options: PipelineOptions | None = N
     return replace(base, parse=parse, complete=complete, regeneration=config.regeneration_backend, generate=config)
 
 
+def preflight(request: GenerateRequest, config: GenerateConfig, options: PipelineOptions | None = None,
+              models: dict | None = None) -> list:
+    """Every local file the run will read, each checked (:mod:`hiscene_sim.generate.preflight`);
+    ``models``: already-built models, whose files are not needed."""
+    from hiscene_sim.generate.preflight import requirements
+
+    label = (options or PipelineOptions()).label
+    return requirements(needed_stages(request), config, prompt=bool(request.prompt), image=request.from_image,
+                        scene_file=bool(request.from_scene), label_backend=label.backend,
+                        label_weights=bool(label.backend_options.get("weights")), given=(models or {}).keys())
+
+
 def _pipeline_request(request: GenerateRequest, progress: bool = True) -> PipelineRequest:
     return PipelineRequest(PipelineLayout.in_folder(request.out_dir), needed_stages(request), prompt=request.prompt,
                            image=request.from_image, scene_file=request.from_scene, force=request.force,
@@ -92,7 +104,10 @@ def generate_scene(request: GenerateRequest, config: GenerateConfig | None = Non
     models by backend name (``flux``: a TextToImage, ``clip``: an ImageScorer, ``trellis``: an
     ImageTo3D), used instead of loading them from the configured weights. ``options``: the
     other stages' settings (parse, export, validation); the config's seed and backends win."""
+    from hiscene_sim.generate.preflight import raise_if_missing
+
     config = config or GenerateConfig()
+    raise_if_missing(preflight(request, config, options, models))  # every missing file at once, before any work
     pipeline_request = _pipeline_request(request, progress)
     opts = pipeline_options(config, options)
     backends = plan_backends(pipeline_request, opts, models)  # fails before any work

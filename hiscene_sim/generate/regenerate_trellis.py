@@ -258,7 +258,8 @@ def _structure(codec: Any, model: Any, occupancy: torch.Tensor, cond: Any, neg_c
     latent = inject_shape_prior(codec, model, occupancy, t, sampler, cond, sp.seed, neg_cond)
     with torch.no_grad():
         grid = codec.decode(latent)[0, 0] > 0
-    return RegeneratedStructure(grid, torch.argwhere(grid), latent, sampler.start_time(t), sampler.num_steps(t))
+    return RegeneratedStructure(grid, torch.argwhere(grid), latent, sampler.start_time(t), sampler.num_steps(t),
+                                sampler.record(t))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -346,16 +347,22 @@ def regenerate_object(
     iou = _iou(prior_grid, regenerated)
     lrm = getattr(reconstructor, "name", type(reconstructor).__name__)
     model = getattr(image_to_3d_like, "name", type(image_to_3d_like).__name__)
+    run = structure.sampler
+    if run.get("guidance_applied", "none") == "none":
+        guidance = "no guidance" + (f" (cfg_interval {run['guidance_interval']} excludes t <= {structure.t:.3g})"
+                                    if run.get("guidance_configured") and run.get("guidance_interval") else "")
+    else:
+        guidance = f"guidance {run['guidance_applied']:g} on {run['guided_steps']} of them"
     method = (f"Algorithm 3: {lrm} prior ({int(prior_grid.sum())} voxels of {res}^3) noised to t = {structure.t:.3g}, "
-              f"{structure.steps} {model} sparse-structure steps -> {int(regenerated.sum())} voxels (IoU {iou:.2f} with "
-              f"the prior), structured latent from {n_views} completed view(s) -> mesh ({len(mesh.faces)} faces)")
+              f"{structure.steps} {model} sparse-structure steps, {guidance} -> {int(regenerated.sum())} voxels (IoU "
+              f"{iou:.2f} with the prior), structured latent from {n_views} completed view(s) -> mesh ({len(mesh.faces)} faces)")
     record = {
         "method": method,
         "t_requested": float(config.t),
         "t": float(structure.t),
         "steps": int(structure.steps),
-        "sampler": {"steps": sp.steps, "guidance": sp.guidance, "guidance_interval": sp.guidance_interval,
-                    "rescale_t": sp.rescale_t},
+        # what ran (FlowSampler.record): steps from t, guidance applied ("none" outside cfg_interval)
+        "sampler": structure.sampler,
         "seed": int(config.seed),
         "n_views": n_views,
         "multi_image_mode": mode,

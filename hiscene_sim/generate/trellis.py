@@ -23,8 +23,12 @@ Weights: a local snapshot of ``microsoft/TRELLIS-image-large`` (``pipeline.json`
 ``ckpts/*.safetensors``), config key ``generate.trellis.weights``. The sparse-structure ENCODER that
 Algorithm 3 needs (``ckpts/ss_enc_conv3d_16l8_fp16``) is in that snapshot but not in ``pipeline.json``;
 :func:`load_structure_encoder` loads it separately, as upstream's ``dataset_toolkits/encode_ss_latent.py``
-does. TRELLIS loads its image encoder (DINOv2) with ``torch.hub.load("facebookresearch/dinov2", ...)``:
-offline, pre-populate ``$TORCH_HOME/hub`` with it.
+does. Nothing is downloaded: TRELLIS loads its image encoder (DINOv2) with
+``torch.hub.load("facebookresearch/dinov2", ...)``, answered here from a local clone and state dict
+(``generate.trellis.dinov2_repo`` / ``.dinov2_weights``); its ``preprocess_image`` removes the background of
+an RGB image with a rembg session, given here over a local ``u2net.onnx`` (``generate.trellis.rembg_model``),
+and an RGBA image with a mask needs none; the Hub is offline while it loads
+(:mod:`hiscene_sim.generate.offline`).
 
 Frames (read from upstream code, commit 6b0d647)
 ------------------------------------------------
@@ -80,6 +84,7 @@ __all__ = [
     "load_trellis_pipeline",
     "make_frame_conversion",
     "mesh_from_trellis",
+    "needs_background_removal",
     "outputs_to_generated",
 ]
 
@@ -428,29 +433,74 @@ def _check_weights(weights: str | Path | None) -> Path:
     return path
 
 
-def load_trellis_pipeline(weights: str | Path | None, device: str | None = None) -> Any:
-    """``TrellisImageTo3DPipeline.from_pretrained(weights)`` moved to ``device`` (default CUDA).
-    Weights are checked before TRELLIS is imported; either missing -> BackendError."""
+DINOV2_REPO_KEY = "generate.trellis.dinov2_repo"
+DINOV2_WEIGHTS_KEY = "generate.trellis.dinov2_weights"
+REMBG_KEY = "generate.trellis.rembg_model"
+
+
+def _dinov2_paths(repo: str | Path | None, weights: str | Path | None) -> tuple[Path, Path]:
+    """The local DINOv2 clone and state dict TRELLIS's image encoder is built from (both required: without
+    them TRELLIS's ``torch.hub.load("facebookresearch/dinov2", ...)`` goes online)."""
+    problems = []
+    if repo is None or not (Path(repo).expanduser() / "hubconf.py").is_file():
+        problems.append(f"{DINOV2_REPO_KEY}: " + ("not configured" if repo is None else f"{repo} has no hubconf.py")
+                        + " (a clone of facebookresearch/dinov2)")
+    if weights is None or not Path(weights).expanduser().is_file():
+        problems.append(f"{DINOV2_WEIGHTS_KEY}: " + ("not configured" if weights is None else f"{weights} not found")
+                        + " (the DINOv2 state dict pipeline.json's image_cond_model names)")
+    if problems:
+        raise BackendError("TRELLIS loads its image encoder (DINOv2) with torch.hub, which would download it: "
+                           + "; ".join(problems))
+    return Path(repo).expanduser(), Path(weights).expanduser()
+
+
+def load_trellis_pipeline(weights: str | Path | None, device: str | None = None, *, dinov2_repo: str | Path | None = None,
+                          dinov2_weights: str | Path | None = None, formats: Sequence[str] = ("mesh", "gaussian")) -> Any:
+    """``TrellisImageTo3DPipeline.from_pretrained(weights)`` moved to ``device`` (default CUDA), offline:
+    the snapshot's ``pipeline.json`` and checkpoint configs are checked first
+    (:func:`~hiscene_sim.generate.checkpoints.check_trellis_snapshot`), then TRELLIS is imported and loads
+    with the Hub offline and its DINOv2 taken from ``dinov2_repo`` / ``dinov2_weights``
+    (:func:`~hiscene_sim.generate.offline.local_dinov2`). Anything missing -> BackendError."""
+    from hiscene_sim.generate.checkpoints import check_trellis_snapshot
+    from hiscene_sim.generate.offline import local_dinov2, offline_hub
+
     path = _check_weights(weights)
+    check_trellis_snapshot(path, tuple(formats), CONFIG_KEY)
+    repo, state = _dinov2_paths(dinov2_repo, dinov2_weights)
     pipeline_cls = _import_trellis_pipeline()
-    pipeline = pipeline_cls.from_pretrained(str(path))
+    with offline_hub(), local_dinov2(repo, state):
+        pipeline = pipeline_cls.from_pretrained(str(path))
     pipeline.to(device or "cuda")
     return pipeline
 
 
 def load_structure_encoder(weights: str | Path | None, device: str | None = None) -> Any:
     """TRELLIS's ``SparseStructureEncoder`` from ``<weights>/ckpts/ss_enc_conv3d_16l8_fp16.{json,safetensors}``
-    (``trellis.models.from_pretrained``), in eval mode on ``device`` (default CUDA)."""
+    (``trellis.models.from_pretrained``), in eval mode on ``device`` (default CUDA). Its config is checked
+    against the pipeline's decoder first (:func:`~hiscene_sim.generate.checkpoints.check_trellis_encoder`)."""
+    from hiscene_sim.generate.checkpoints import check_trellis_encoder
+    from hiscene_sim.generate.offline import offline_hub
+
     path = _check_weights(weights)
     ckpt = path / SS_ENCODER_CKPT
     missing = [str(ckpt) + ext for ext in (".json", ".safetensors") if not Path(str(ckpt) + ext).is_file()]
     if missing:
         raise BackendError(f"TRELLIS sparse-structure encoder not found: {', '.join(missing)} (config key {CONFIG_KEY})")
+    check_trellis_encoder(path, SS_ENCODER_CKPT, CONFIG_KEY)
     try:
         from trellis import models
     except ImportError as exc:
         raise BackendError(f"the trellis backend cannot import TRELLIS ({exc}). {INSTALL_HINT}") from exc
-    return models.from_pretrained(str(ckpt)).eval().to(device or "cuda")
+    with offline_hub():
+        return models.from_pretrained(str(ckpt)).eval().to(device or "cuda")
+
+
+def needs_background_removal(image: Any) -> bool:
+    """Whether TRELLIS's ``preprocess_image`` would run rembg on this PIL image: it uses a non-trivial alpha
+    channel as the object mask (RGBA with some alpha < 255) and removes the background otherwise."""
+    if image.mode != "RGBA":
+        return True
+    return bool(np.all(np.asarray(image)[:, :, 3] == 255))
 
 
 def _to_pil(image: np.ndarray) -> Any:
@@ -508,6 +558,11 @@ class TrellisImageTo3D:
             ``models`` / ``get_cond`` / ``preprocess_image``); tests pass a TRELLIS-shaped fake.
         device: for loading (default CUDA).
         settings: :class:`TrellisSettings`; or give its fields as keyword overrides.
+        rembg_model: local ``u2net.onnx`` (config key ``generate.trellis.rembg_model``) for the background
+            removal TRELLIS applies to RGB inputs; without it only RGBA inputs with a mask are accepted by a
+            loaded pipeline (upstream would download the model).
+        dinov2_repo, dinov2_weights: the local DINOv2 clone and state dict TRELLIS's image encoder is built
+            from (``generate.trellis.dinov2_repo`` / ``.dinov2_weights``); needed to load from ``weights``.
     """
 
     name = "trellis"
@@ -519,6 +574,9 @@ class TrellisImageTo3D:
         pipeline: Any = None,
         device: str | None = None,
         settings: TrellisSettings | None = None,
+        rembg_model: str | Path | None = None,
+        dinov2_repo: str | Path | None = None,
+        dinov2_weights: str | Path | None = None,
         **overrides: Any,
     ) -> None:
         self.settings = replace(settings) if settings is not None else TrellisSettings()
@@ -528,8 +586,33 @@ class TrellisImageTo3D:
             setattr(self.settings, key, value)
         self.weights = None if weights is None else Path(weights).expanduser()
         self.device = device
-        self.pipeline = pipeline if pipeline is not None else load_trellis_pipeline(weights, device)
+        self.rembg_model = None if rembg_model is None else Path(rembg_model).expanduser()
+        # a pipeline we load is upstream's, whose preprocess_image makes a downloading rembg session when it
+        # has none: refuse that (a given pipeline's preprocessing is its owner's business)
+        self._guard_rembg = pipeline is None
+        if pipeline is None:
+            pipeline = load_trellis_pipeline(weights, device, dinov2_repo=dinov2_repo, dinov2_weights=dinov2_weights,
+                                             formats=self.settings.formats)
+        self.pipeline = pipeline
         self._codec: TrellisStructureCodec | None = None
+
+    def _prepare_background_removal(self, images: Sequence[Any]) -> None:
+        """Before TRELLIS preprocesses ``images`` (PIL): give the pipeline a rembg session over the local
+        model when one is configured and an image needs background removal; refuse when it would
+        otherwise make a downloading one."""
+        if not self.settings.preprocess_image or not any(needs_background_removal(im) for im in images):
+            return
+        if getattr(self.pipeline, "rembg_session", None) is not None:
+            return
+        if self.rembg_model is not None:
+            from hiscene_sim.generate.offline import rembg_session
+
+            self.pipeline.rembg_session = rembg_session(self.rembg_model, REMBG_KEY)
+        elif self._guard_rembg:
+            raise BackendError(
+                f"TRELLIS removes the background of an RGB image with rembg, which would download u2net.onnx: set "
+                f"{REMBG_KEY} (--rembg-model) to a local u2net.onnx, or give RGBA images whose alpha is the object mask"
+            )
 
     # ------------------------------------------------------------------ generation
     def run(self, images: Sequence[np.ndarray], seed: int) -> dict[str, Any]:
@@ -539,6 +622,7 @@ class TrellisImageTo3D:
             raise ValueError("TRELLIS needs at least one image")
         s = self.settings
         pil = [_to_pil(im) for im in images]
+        self._prepare_background_removal(pil)
         kwargs: dict[str, Any] = dict(
             seed=int(seed),
             sparse_structure_sampler_params=dict(s.sparse_structure_sampler_params),
@@ -578,6 +662,7 @@ class TrellisImageTo3D:
         (preprocessed as ``run`` does when ``settings.preprocess_image``)."""
         pil = [_to_pil(im) for im in images]
         if self.settings.preprocess_image:
+            self._prepare_background_removal(pil)
             pil = [self.pipeline.preprocess_image(p) for p in pil]
         return self.pipeline.get_cond(pil)
 
