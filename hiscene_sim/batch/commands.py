@@ -72,6 +72,8 @@ def add_batch_parser(subparsers) -> Callable[[argparse.Namespace], int]:
                    help="fused scene files (.glb/.gltf/.ply/.obj), scene dirs, prompt files (.txt), or folders of them")
     p.add_argument("--out", type=Path, help="output folder DIR (one sub-folder per scene)")
     p.add_argument("--summary", type=Path, metavar="DIR", help="print the table of an earlier batch's manifest and exit")
+    p.add_argument("--html", action="store_true",
+                   help="with --summary: also write a page per scene (hiscene view) and DIR/index.html, a card per scene")
     g = p.add_argument_group("Ray")
     g.add_argument("--address", default=None,
                    help="an existing Ray cluster: auto (the one `ray start` made here), HOST:PORT, or ray://HOST:PORT "
@@ -166,7 +168,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
         except FileNotFoundError as exc:
             raise ValueError(str(exc)) from None
         counts = print_summary(rows, title=f"batch: {args.summary}")
+        if args.html:
+            from hiscene_sim.view.index import write_batch_pages
+
+            pages = write_batch_pages(args.summary, rows)
+            print(f"wrote {len(pages.pages)} scene page(s) and the index: {pages.index}")
         return 0 if counts["scenes"] and counts["ok"] == counts["scenes"] else 1
+    if args.html:
+        raise ValueError("--html goes with --summary DIR")
     if not args.inputs or args.out is None:
         raise ValueError("give INPUT... and --out DIR (or --summary DIR)")
     if args.num_cpus is not None and args.num_cpus < 1:
