@@ -45,8 +45,28 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
+def _articulation_record(obj: PreparedObject) -> dict:
+    """export.json's ``articulation`` of an articulated object: per link its frame (joints at
+    zero, in the object frame), mass properties and mesh work; the joints with their names in
+    each format (``exporters/articulated.py``). The files are in the object's ``files.links``."""
+    from exporters.articulated import joint_records
+    from hiscene_sim.articulation import Frame
+
+    return {
+        "root": obj.articulation.root,
+        "links": [{
+            "name": link.name, "label": link.label, "frame": Frame.from_matrix(link.frame).to_json(),
+            "mass": link.mass.mass, "mass_properties": asdict(link.mass),
+            "watertight": {"method": link.repair_method, "faces": len(link.visual.faces), "volume": link.solid.volume},
+            "collision": {"hulls": len(link.hulls), "from_cache": link.hulls_from_cache},
+        } for link in obj.links],
+        "joints": joint_records(obj),
+    }
+
+
 def _object_record(obj: PreparedObject, files: ObjectFiles, config: ExportConfig) -> dict:
     material, key = config.material(obj.label)
+    extra = {"articulation": _articulation_record(obj)} if obj.articulation is not None else {}
     return {
         "id": obj.id,
         "label": obj.label,
@@ -66,6 +86,7 @@ def _object_record(obj: PreparedObject, files: ObjectFiles, config: ExportConfig
         "files": asdict(files),
         "seconds": {k: round(v, 4) for k, v in obj.seconds.items()},
         "warnings": obj.warnings,
+        **extra,
     }
 
 

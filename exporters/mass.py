@@ -57,3 +57,27 @@ def compute_mass_properties(
         ),
         warnings,
     )
+
+
+def combine_mass_properties(parts: list[tuple[MassProperties, np.ndarray]], source: str) -> MassProperties:
+    """The mass properties of rigidly joined parts, each given in its own frame with its 4x4
+    part-to-whole transform (rigid): masses add, centres of mass average by mass, inertia
+    tensors are rotated into the whole's axes and moved to the common centre of mass
+    (parallel axis theorem)."""
+    if not parts:
+        raise ValueError("no parts to combine")
+    masses = np.array([p.mass for p, _ in parts], dtype=np.float64)
+    total = float(masses.sum())
+    coms = np.array([t[:3, :3] @ np.asarray(p.center_of_mass) + t[:3, 3] for p, t in parts])
+    com = (masses[:, None] * coms).sum(axis=0) / total
+    inertia = np.zeros((3, 3))
+    for (p, t), c, m in zip(parts, coms, masses):
+        r = t[:3, :3]
+        d = c - com
+        inertia += r @ np.asarray(p.inertia) @ r.T + m * (float(d @ d) * np.eye(3) - np.outer(d, d))
+    inertia = 0.5 * (inertia + inertia.T)
+    volume = float(sum(p.volume for p, _ in parts))
+    return MassProperties(
+        mass=total, center_of_mass=tuple(float(v) for v in com), inertia=tuple(tuple(float(v) for v in r) for r in inertia),
+        volume=volume, density=total / volume if volume > 0 else 0.0, density_source=source,
+    )

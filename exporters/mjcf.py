@@ -13,6 +13,15 @@ Layout of the model (MuJoCo 3.x / 4.x):
   principal axes as ``quat``; one collision geom (class ``collision``, group 3) per convex
   hull and the visual mesh as a non-colliding, massless geom (class ``visual``, group 2)
   with a per-object material (the texture, or the mesh's mean colour);
+- articulated object -> its root link is that body; every other link is a body nested in its
+  parent link's body at the joint origin (``<id>__<link>``), with a ``hinge`` (revolute,
+  continuous) or ``slide`` (prismatic) joint ``<id>__<joint>`` on the URDF axis, ``range`` and
+  ``limited="true"`` for revolute / prismatic joints (radians / metres), ``damping`` and
+  ``frictionloss`` from the input (a stiff friction constraint, ``solreffriction`` /
+  ``solimpfriction`` in the joint default, so friction holds what it should); a fixed joint is a
+  nested body without joint (welded). The
+  links of one object do not collide with each other (``<contact><exclude>`` per pair), as in
+  PyBullet's ``loadURDF`` and Isaac's URDF importer by default;
 - background object -> the same body without joint and inertial: it is welded to the world
   (a static collider); the floor comes from the background objects, and a scene without a
   floor under its objects gets a ground plane, ``<geom name="ground_plane" type="plane">``
@@ -42,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.articulated import mjcf_body_names, mjcf_joint_name
 from exporters.config import ExportConfig
 from exporters.contact import (
     CONTACT_TIMECONST_S,
@@ -51,7 +61,7 @@ from exporters.contact import (
 from exporters.ground import GROUND_LABEL, GroundPlan
 from exporters.layout import MJCF_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
-from exporters.prepare import PreparedObject
+from exporters.prepare import PreparedLink, PreparedObject
 from hiscene_sim.atomic import atomic_write_bytes
 from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion, unit_quaternion
 
@@ -60,6 +70,10 @@ CONTACT_TIMECONST = CONTACT_TIMECONST_S  # s; solref time constant, >= 2 x times
 SOLIMP = (0.95, 0.99, 0.001, 0.5, 2.0)  # stiff contacts: objects are centimetres in size
 GROUND_RGBA = (0.75, 0.75, 0.72, 1.0)
 COLLISION_RGBA = (0.5, 0.6, 0.8, 0.4)
+# Joint friction (frictionloss) is a soft constraint: with MuJoCo's defaults a joint creeps under a load below
+# its friction (a flap held by 2.5x its gravity torque sagged 8.7 deg in 2 s); this stiff one (time constant
+# 2 x timestep, impedance 0.99..0.999) lets it creep 0.17 deg (tests/test_articulation.py's flap).
+JOINT_FRICTION_SOLIMP = (0.99, 0.999, 0.001, 0.5, 2.0)
 MIN_HULL_THICKNESS = 1e-6  # m; flatter hulls are dropped (when the object has others)
 LABEL_PREFIX = "label:"
 
@@ -110,7 +124,7 @@ def restitution_dampratio(restitution: float) -> float:
     return -log_e / math.sqrt(math.pi**2 + log_e**2)
 
 
-def inertial_attributes(obj: PreparedObject) -> dict[str, str]:
+def inertial_attributes(obj: PreparedObject | PreparedLink) -> dict[str, str]:
     """``<inertial>`` attributes: centre of mass, principal axes as a quat, principal moments.
 
     The moments are kept to the triangle inequality (A + B >= C) MuJoCo enforces; a mesh
@@ -129,7 +143,7 @@ def inertial_attributes(obj: PreparedObject) -> dict[str, str]:
     }
 
 
-def _usable_hulls(obj: PreparedObject, hull_files: list[str]) -> list[int]:
+def _usable_hulls(obj: PreparedObject | PreparedLink, hull_files: list[str]) -> list[int]:
     """Indices of the hull files to use: hulls flatter than MIN_HULL_THICKNESS (or with fewer
     than 4 vertices) are dropped unless every hull of the object is like that."""
     if len(obj.hulls) != len(hull_files):
@@ -189,6 +203,8 @@ def mjcf_tree(
 
     default = ET.SubElement(root, "default")
     ET.SubElement(default, "mesh", inertia="shell")
+    if any(o.articulation is not None for o in objects):
+        ET.SubElement(default, "joint", solreffriction=_vec((2 * TIMESTEP, 1.0)), solimpfriction=_vec(JOINT_FRICTION_SOLIMP))
     ET.SubElement(default, "geom", solimp=_vec(SOLIMP))
     visual_class = ET.SubElement(default, "default", {"class": "visual"})
     ET.SubElement(visual_class, "geom", type="mesh", group="2", contype="0", conaffinity="0", mass="0", density="0")
@@ -214,30 +230,12 @@ def mjcf_tree(
         if obj.id not in files:
             raise ValueError(f"{obj.describe()}: no mesh files were written for it")
         f = files[obj.id]
-        hull_indices = _usable_hulls(obj, f.hulls)
-        if not hull_indices:
-            raise ValueError(f"{obj.describe()}: has no collision hulls; MJCF needs at least one")
-
-        visual_mesh = f"{obj.id}_visual"
-        ET.SubElement(asset, "mesh", name=visual_mesh, file=f.visual_obj)
-        material = f"{obj.id}_material"
-        if f.texture is not None:
-            texture = f"{obj.id}_texture"
-            ET.SubElement(asset, "texture", name=texture, type="2d", file=f.texture)
-            ET.SubElement(asset, "material", name=material, texture=texture, rgba="1 1 1 1")
-        else:
-            ET.SubElement(asset, "material", name=material, rgba=_vec(mean_color(obj.visual)))
-        for i in hull_indices:
-            ET.SubElement(asset, "mesh", name=f"{obj.id}_hull_{i:03d}", file=f.hulls[i])
-
         ET.SubElement(custom, "text", name=label_text_name(obj.id), data=xml_safe_text(obj.label))
-
         body = ET.SubElement(
             world, "body", name=obj.id, pos=_vec(obj.position), quat=_vec(unit_quaternion(obj.orientation))
         )
         if not obj.is_background:
             ET.SubElement(body, "freejoint", name=f"{obj.id}_joint")
-            ET.SubElement(body, "inertial", inertial_attributes(obj))
         contact = _contact(config, obj.label, obj.is_background)  # on the visual geom too, where it changes nothing
         if obj.is_background:
             own, _ = config.material(obj.label)
@@ -245,16 +243,88 @@ def mjcf_tree(
                 " static: friction 0 0 0, so a contact takes the moving object's (MuJoCo uses the larger); "
                 f"this surface's own dynamic friction {own.dynamic_friction:g} is in export.json "
             ))
-        visual = {"name": visual_mesh, "class": "visual", "mesh": visual_mesh, "material": material}
-        ET.SubElement(body, "geom", {**visual, **contact})
-        for i in hull_indices:
-            name = f"{obj.id}_hull_{i:03d}"
-            ET.SubElement(body, "geom", {"name": name, "class": "collision", "mesh": name, **contact})
+        if obj.articulation is None:
+            _fill_body(body, asset, obj.id, obj, f, obj.describe(), not obj.is_background, contact)
+        else:
+            _articulated_bodies(body, asset, obj, f, contact)
 
+    _exclude_self_contacts(root, objects)
     if len(custom) == 0:
         root.remove(custom)
     ET.indent(root)
     return root
+
+
+def _fill_body(body: ET.Element, asset: ET.Element, prefix: str, part: PreparedObject | PreparedLink, f: ObjectFiles,
+               who: str, inertial: bool, contact: dict[str, str]) -> None:
+    """A body's inertial, its visual geom and one collision geom per hull, with their assets
+    named ``<prefix>_visual`` / ``<prefix>_material`` / ``<prefix>_hull_NNN``."""
+    hull_indices = _usable_hulls(part, f.hulls)
+    if not hull_indices:
+        raise ValueError(f"{who}: has no collision hulls; MJCF needs at least one")
+    visual_mesh = f"{prefix}_visual"
+    ET.SubElement(asset, "mesh", name=visual_mesh, file=f.visual_obj)
+    material = f"{prefix}_material"
+    if f.texture is not None:
+        texture = f"{prefix}_texture"
+        ET.SubElement(asset, "texture", name=texture, type="2d", file=f.texture)
+        ET.SubElement(asset, "material", name=material, texture=texture, rgba="1 1 1 1")
+    else:
+        ET.SubElement(asset, "material", name=material, rgba=_vec(mean_color(part.visual)))
+    for i in hull_indices:
+        ET.SubElement(asset, "mesh", name=f"{prefix}_hull_{i:03d}", file=f.hulls[i])
+    if inertial:
+        ET.SubElement(body, "inertial", inertial_attributes(part))
+    visual = {"name": visual_mesh, "class": "visual", "mesh": visual_mesh, "material": material}
+    ET.SubElement(body, "geom", {**visual, **contact})
+    for i in hull_indices:
+        name = f"{prefix}_hull_{i:03d}"
+        ET.SubElement(body, "geom", {"name": name, "class": "collision", "mesh": name, **contact})
+
+
+def _articulated_bodies(root: ET.Element, asset: ET.Element, obj: PreparedObject, f: ObjectFiles,
+                        contact: dict[str, str]) -> None:
+    """The root link in ``root`` (the object's body), every other link a body nested in its
+    parent's at its joint origin, with a hinge (revolute, continuous) or slide (prismatic)
+    joint, or none (fixed: welded to the parent)."""
+    art = obj.articulation
+    names = mjcf_body_names(obj)
+    links = {link.name: link for link in obj.links}
+    bodies = {art.root: root}
+    moving = not obj.is_background
+    for name in art.order():
+        link = links[name]
+        if name != art.root:
+            joint = art.parent_joint(name)
+            body = ET.SubElement(bodies[joint.parent], "body", name=names[name], pos=_vec(joint.origin.position),
+                                 quat=_vec(unit_quaternion(joint.origin.orientation)))
+            bodies[name] = body
+            if joint.moves and moving:
+                attrs = {"name": mjcf_joint_name(obj, joint), "type": "slide" if joint.type == "prismatic" else "hinge",
+                         "pos": "0 0 0", "axis": _vec(joint.axis), "damping": _num(joint.damping),
+                         "frictionloss": _num(joint.friction)}
+                if joint.limited:
+                    attrs.update(limited="true", range=_vec((joint.lower, joint.upper)))
+                else:
+                    attrs["limited"] = "false"
+                ET.SubElement(body, "joint", attrs)
+        _fill_body(bodies[name], asset, names[name], link, f.links[name], f"{obj.describe()} link {name!r}", moving, contact)
+
+
+def _exclude_self_contacts(root: ET.Element, objects: list[PreparedObject]) -> None:
+    """``<contact><exclude>`` for every pair of links of each articulated object: its links do
+    not collide with each other (MuJoCo filters parent / child pairs itself; siblings a hair
+    apart, a door under a drawer, would otherwise rub), as in PyBullet's and Isaac's defaults."""
+    pairs = []
+    for obj in objects:
+        if obj.articulation is not None and not obj.is_background:
+            names = [mjcf_body_names(obj)[n] for n in obj.articulation.order()]
+            pairs += [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    if pairs:
+        contact = ET.Element("contact")
+        for a, b in pairs:
+            ET.SubElement(contact, "exclude", body1=a, body2=b)
+        root.insert(list(root).index(root.find("worldbody")) + 1, contact)
 
 
 def write_mjcf(

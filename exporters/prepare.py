@@ -1,5 +1,6 @@
 """Per-object export work: load, bake scale, make watertight, decompose, mass properties,
-and the plausibility of the object's size and mass for its label.
+and the plausibility of the object's size and mass for its label. An articulated object does
+this per link (``exporters/articulated.py``).
 
 Objects are independent, so they are spread over processes (``ExportConfig.workers``).
 """
@@ -19,19 +20,40 @@ import trimesh
 
 from exporters.collision import decompose
 from exporters.config import ExportConfig
-from exporters.mass import MassProperties, compute_mass_properties
+from exporters.mass import MassProperties, combine_mass_properties, compute_mass_properties
 from exporters.materials import Material, check_plausible
 from exporters.mesh_io import load_mesh
 from exporters.watertight import MeshError, make_watertight
+from hiscene_sim.articulation import Articulation
 from hiscene_sim.scene import Scene, SceneObject
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
+class PreparedLink:
+    """One link of an articulated object, prepared like an object: geometry and mass in the
+    link frame (metres, scale applied); ``frame``: 4x4 link-to-object transform with every joint
+    at zero."""
+
+    name: str
+    label: str
+    frame: np.ndarray
+    visual: trimesh.Trimesh
+    solid: trimesh.Trimesh
+    hulls: list[trimesh.Trimesh]
+    mass: MassProperties
+    repair_method: str
+    hulls_from_cache: bool
+
+
+@dataclass
 class PreparedObject:
     """Everything the writers need for one object. Geometry is in the object's rigid local
-    frame (metres, scale already applied); the body frame is at ``position`` / ``orientation``."""
+    frame (metres, scale already applied); the body frame is at ``position`` / ``orientation``.
+    An articulated object (``articulation`` set, lengths scaled) also has its ``links``; then
+    ``visual``, ``solid``, ``hulls`` and ``mass`` are the whole object's with its joints at zero
+    (the ground plane, the GLB and validation's geometry use them; the writers use the links)."""
 
     id: str
     label: str
@@ -47,6 +69,8 @@ class PreparedObject:
     hulls_from_cache: bool
     seconds: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    articulation: Articulation | None = None
+    links: list[PreparedLink] = field(default_factory=list)
 
     def describe(self) -> str:
         return f"{self.id} ({self.label!r})"
@@ -72,6 +96,8 @@ def bake_scale(mesh: trimesh.Trimesh, scale: tuple[float, float, float]) -> trim
 
 def prepare_object(task: ObjectTask) -> PreparedObject:
     obj, config = task.obj, task.config
+    if obj.articulation is not None:
+        return prepare_articulated(task)
     who = f"object {obj.id!r} ({obj.label!r})"
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -113,6 +139,69 @@ def prepare_object(task: ObjectTask) -> PreparedObject:
         hulls_from_cache=cached,
         seconds=seconds,
         warnings=[*repaired.warnings, *mass_warnings],
+    )
+
+
+def _given_mass(link, solid: trimesh.Trimesh) -> MassProperties:
+    e = link.inertial
+    volume = float(solid.volume)
+    return MassProperties(mass=float(e.mass), center_of_mass=tuple(e.center_of_mass), inertia=tuple(e.inertia),
+                          volume=volume, density=float(e.mass) / volume if volume > 0 else 0.0,
+                          density_source="input <inertial>")
+
+
+def prepare_articulated(task: ObjectTask) -> PreparedObject:
+    """Every link of ``task.obj`` prepared, and the whole object at joint zero (``exporters/articulated.py``
+    says how masses, materials and the size check go per link)."""
+    obj, config = task.obj, task.config
+    who = f"object {obj.id!r} ({obj.label!r})"
+    s = float(obj.pose.scale[0])
+    articulation = obj.articulation.scaled(s, s**3)  # s times larger: masses x s^3, inertia x s^5
+    material, key = task.material or config.material(obj.label)
+    frames = articulation.link_frames()
+    seconds = {"load": 0.0, "watertight": 0.0, "mass": 0.0, "collision": 0.0}
+    links: list[PreparedLink] = []
+    warnings: list[str] = []
+    for link in articulation.links:
+        part = f"{who} link {link.name!r}"
+        t0 = time.perf_counter()
+        mesh = bake_scale(load_mesh(task.scene_dir / link.mesh, part), (s, s, s))
+        seconds["load"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        repaired = make_watertight(mesh, part, config.repair)
+        seconds["watertight"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if link.inertial is not None:
+            mass = _given_mass(link, repaired.solid)
+        else:
+            try:
+                mass, notes = compute_mass_properties(repaired.solid, obj.label, material.density, key)
+            except ValueError as exc:
+                raise MeshError(f"{part}: {exc}") from None
+            warnings += [f"{part}: {n}" for n in notes]
+        seconds["mass"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hulls, cached = decompose(repaired.solid, config.collision, config.resolved_cache_dir())
+        seconds["collision"] += time.perf_counter() - t0
+        warnings += [f"{part}: {w}" if not w.startswith(who) else w for w in repaired.warnings]
+        links.append(PreparedLink(link.name, link.label, frames[link.name], repaired.visual, repaired.solid, hulls, mass,
+                                  repaired.method, cached))
+
+    def whole(meshes: list[tuple[trimesh.Trimesh, np.ndarray]]) -> trimesh.Trimesh:
+        return trimesh.util.concatenate([m.copy().apply_transform(t) for m, t in meshes])
+
+    visual = whole([(link.visual, link.frame) for link in links])
+    solid = whole([(link.solid, link.frame) for link in links])
+    hulls = [h.copy().apply_transform(link.frame) for link in links for h in link.hulls]
+    mass = combine_mass_properties([(link.mass, link.frame) for link in links], "links")
+    if not task.is_background:
+        warnings += check_plausible(obj.label, float(np.max(visual.extents)), mass.mass, obj.id, (material, key))
+    methods = sorted({link.repair_method for link in links})
+    return PreparedObject(
+        id=obj.id, label=obj.label, is_background=task.is_background, position=obj.pose.position,
+        orientation=obj.pose.orientation, scale=obj.pose.scale, visual=visual, solid=solid, hulls=hulls, mass=mass,
+        repair_method="links: " + ", ".join(methods), hulls_from_cache=all(link.hulls_from_cache for link in links),
+        seconds=seconds, warnings=warnings, articulation=articulation, links=links,
     )
 
 

@@ -13,6 +13,12 @@ Each object's URDF is loaded at its pose from ``export.json`` with
 with a fixed base, and so is the ground plane the export added under a scene without a
 floor (``ground`` in export.json; ``ground=False`` leaves it out). Returns
 ``{object_id: body_unique_id}``, the ground plane under its id (``ground_plane``).
+
+An articulated object is one multi-body (its URDF's links and joints). PyBullet drives every
+joint with a velocity motor by default, which holds it stiff, and reads but does not apply a
+joint's URDF friction: :func:`joint_friction` turns each motor into that friction (target
+velocity 0, the friction as its largest force: PyBullet's documented way), so a joint moves
+as its URDF says (a frictionless one swings freely; damping PyBullet applies itself).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ def load_scene(export_dir: str | Path, client: int = 0, gravity: bool = True, gr
             flags=p.URDF_USE_INERTIA_FROM_FILE,
             physicsClientId=client,
         )
+        joint_friction(bodies[obj["id"]], client)
     plane = manifest.get("ground") or {}
     if ground and plane.get("added") and (plane.get("files") or {}).get("urdf"):
         x, y = plane["center"]
@@ -51,6 +58,17 @@ def load_scene(export_dir: str | Path, client: int = 0, gravity: bool = True, gr
             physicsClientId=client,
         )
     return bodies
+
+
+def joint_friction(body: int, client: int = 0) -> None:
+    """Each revolute / prismatic joint's default motor becomes its URDF friction (see the module doc)."""
+    import pybullet as p
+
+    for j in range(p.getNumJoints(body, physicsClientId=client)):
+        info = p.getJointInfo(body, j, physicsClientId=client)
+        if info[2] in (p.JOINT_REVOLUTE, p.JOINT_PRISMATIC):
+            p.setJointMotorControl2(body, j, p.VELOCITY_CONTROL, targetVelocity=0.0, force=float(info[7]),
+                                    physicsClientId=client)
 
 
 def link_frame_pose(body: int, client: int = 0):

@@ -9,10 +9,28 @@ Layout (metres, Z up, kilograms)::
         collision/hull_000 ...          Mesh, CollisionAPI, convexHull, purpose guide
         Looks/material                  UsdPreviewSurface (texture, vertex colours or constant)
         Looks/physics_material          UsdPhysics.MaterialAPI: the label's friction and restitution
+      Objects/<id>                      an articulated object (Isaac's URDF importer's layout): Xform at the
+                                        root link's pose with ArticulationRootAPI and the labels, no body
+        <link> ...                      one Xform per link at its pose (joints at zero), siblings, each
+                                        with RigidBodyAPI, MassAPI, visual, collision/, Looks/ as above
+        joints/<joint>                  PhysicsRevoluteJoint / PhysicsPrismaticJoint / PhysicsFixedJoint
       Background/<id>                   the same without RigidBodyAPI / MassAPI: static colliders
       Ground                            only for a scene without a floor (exporters/ground.py): Xform at
         collider                        the scene's lowest point; UsdGeom.Plane (axis Z), CollisionAPI, no
         Looks/physics_material          rigid body: a static, infinite collider as Isaac Sim's ground plane
+
+Joints (``_write_joint``): ``physics:body0`` the parent link, ``physics:body1`` the child,
+``localPos0`` / ``localRot0`` the joint frame in the parent link (the URDF origin, turned so that
+its X axis is the URDF axis: ``physics:axis = "X"``), ``localPos1`` 0 and ``localRot1`` that turn
+(the child link's frame is the joint frame at zero); limits in degrees (revolute) or metres
+(prismatic), none for a continuous joint; where the input gives a damping, a
+``PhysicsDriveAPI:angular`` / ``:linear`` of type force with stiffness 0 and that damping (per
+degree for angular drives, as UsdPhysics defines them) and the effort as ``maxForce``. PhysX's
+joint friction (``physxJoint:jointFriction``) is a dimensionless coefficient, not URDF's
+friction force, so the input's friction is kept as ``hiscene:friction`` (N m or N) and not mapped.
+No rigid body is nested under another: links are siblings under the articulation root. The
+links of one object do not collide with each other (``physxArticulation:enabledSelfCollisions
+= false``, Isaac's URDF importer's default, authored by name: PhysxSchema is not in usd-core).
 
 Geometry is inline; textures are referenced relative to the stage file. Materials live
 under their object so an object prim can be referenced on its own into another stage; the
@@ -29,14 +47,17 @@ import numpy as np
 import trimesh
 from pxr import Gf, Sdf, Usd, UsdGeom, UsdPhysics, UsdSemantics, UsdShade, Vt
 
+from exporters.articulated import axis_alignment, usd_link_names
 from exporters.config import ExportConfig
 from exporters.ground import GROUND_LABEL, GroundPlan
 from exporters.layout import USD_FILE, ObjectFiles
 from exporters.mesh_io import mean_color
-from exporters.prepare import PreparedObject
+from exporters.prepare import PreparedLink, PreparedObject
+from hiscene_sim.articulation import Joint
 from hiscene_sim.rotations import quaternion_from_rotation
 
 SEMANTIC_TAXONOMY = "class"
+PART_TAXONOMY = "part"  # a link's own label (door, drawer) on the link prim; the object's class is on its root
 OLD_SEMANTICS_NAME = "Semantics"  # Isaac Sim < 5.0: SemanticsAPI:Semantics
 
 
@@ -182,9 +203,11 @@ def _bind_physics(prim: Usd.Prim, material: UsdShade.Material) -> None:
     )
 
 
-def _write_collision(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, config: ExportConfig) -> None:
-    """One convex-hull collider per hull, bound to the physics material of the object's label."""
-    material = _physics_material(stage, root, obj.label, config)
+def _write_collision(stage: Usd.Stage, obj: PreparedObject | PreparedLink, root: Sdf.Path, config: ExportConfig,
+                     label: str | None = None) -> None:
+    """One convex-hull collider per hull, bound to the physics material of the object's label
+    (``label``: the object's, for a link)."""
+    material = _physics_material(stage, root, label or obj.label, config)
     group = UsdGeom.Xform.Define(stage, root.AppendChild("collision"))
     for i, hull in enumerate(obj.hulls):
         mesh = UsdGeom.Mesh.Define(stage, group.GetPath().AppendChild(f"hull_{i:03d}"))
@@ -211,7 +234,7 @@ def _write_ground(stage: Usd.Stage, ground: GroundPlan, config: ExportConfig) ->
     _bind_physics(plane.GetPrim(), _physics_material(stage, xform.GetPath(), GROUND_LABEL, config))
 
 
-def _write_mass(prim: Usd.Prim, obj: PreparedObject) -> None:
+def _write_mass(prim: Usd.Prim, obj: PreparedObject | PreparedLink) -> None:
     """Rigid body with explicit mass, centre of mass and principal inertia."""
     UsdPhysics.RigidBodyAPI.Apply(prim)
     mass = UsdPhysics.MassAPI.Apply(prim)
@@ -235,6 +258,80 @@ def _write_labels(prim: Usd.Prim, label: str, object_id: str) -> None:
     prim.CreateAttribute(f"{prefix}:semanticData", Sdf.ValueTypeNames.String).Set(label)
     prim.CreateAttribute("hiscene:label", Sdf.ValueTypeNames.String).Set(label)
     prim.CreateAttribute("hiscene:id", Sdf.ValueTypeNames.String).Set(object_id)
+
+
+def _quatf(rotation: np.ndarray) -> Gf.Quatf:
+    w, x, y, z = quaternion_from_rotation(rotation)
+    return Gf.Quatf(float(w), Gf.Vec3f(float(x), float(y), float(z)))
+
+
+def _write_joint(stage: Usd.Stage, path: Sdf.Path, joint: Joint, body0: Sdf.Path, body1: Sdf.Path) -> UsdPhysics.Joint:
+    """One joint between two link prims (see the module doc for frames, units and drives)."""
+    if joint.type == "fixed":
+        prim = UsdPhysics.FixedJoint.Define(stage, path)
+    elif joint.type == "prismatic":
+        prim = UsdPhysics.PrismaticJoint.Define(stage, path)
+    else:
+        prim = UsdPhysics.RevoluteJoint.Define(stage, path)
+    prim.CreateBody0Rel().SetTargets([body0])
+    prim.CreateBody1Rel().SetTargets([body1])
+    align = axis_alignment(joint.axis) if joint.moves else np.eye(3)
+    origin = joint.origin.matrix()
+    prim.CreateLocalPos0Attr(Gf.Vec3f(*(float(v) for v in origin[:3, 3])))
+    prim.CreateLocalRot0Attr(_quatf(origin[:3, :3] @ align))
+    prim.CreateLocalPos1Attr(Gf.Vec3f(0.0, 0.0, 0.0))
+    prim.CreateLocalRot1Attr(_quatf(align))
+    if not joint.moves:
+        return prim
+    prim.CreateAxisAttr(UsdPhysics.Tokens.x)
+    angular = joint.angular
+    if joint.limited:
+        to_usd = np.degrees if angular else float
+        prim.CreateLowerLimitAttr(float(to_usd(joint.lower)))
+        prim.CreateUpperLimitAttr(float(to_usd(joint.upper)))
+    if joint.damping > 0:
+        drive = UsdPhysics.DriveAPI.Apply(prim.GetPrim(), "angular" if angular else "linear")
+        drive.CreateTypeAttr(UsdPhysics.Tokens.force)
+        drive.CreateStiffnessAttr(0.0)
+        drive.CreateDampingAttr(float(joint.damping * (np.pi / 180.0 if angular else 1.0)))  # per degree for angular
+        drive.CreateTargetVelocityAttr(0.0)
+        if joint.effort is not None and joint.effort > 0:
+            drive.CreateMaxForceAttr(float(joint.effort))
+    prim.GetPrim().CreateAttribute("hiscene:friction", Sdf.ValueTypeNames.Float).Set(float(joint.friction))
+    return prim
+
+
+def _write_articulation(stage: Usd.Stage, obj: PreparedObject, root: Sdf.Path, files: ObjectFiles | None,
+                        config: ExportConfig) -> None:
+    """The links of ``obj`` as sibling rigid bodies under ``root`` and its joints under ``root/joints``."""
+    moving = not obj.is_background
+    if moving:
+        prim = stage.GetPrimAtPath(root)
+        UsdPhysics.ArticulationRootAPI.Apply(prim)
+        # PhysxSchema is not in usd-core: authored by name, as Isaac's URDF importer sets it by default
+        prim.AddAppliedSchema("PhysxArticulationAPI")
+        prim.CreateAttribute("physxArticulation:enabledSelfCollisions", Sdf.ValueTypeNames.Bool).Set(False)
+    names = usd_link_names(obj)
+    paths = {}
+    for link in obj.links:
+        xform = UsdGeom.Xform.Define(stage, root.AppendChild(names[link.name]))
+        xform.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Vec3d(*(float(v) for v in link.frame[:3, 3])))
+        w, x, y, z = quaternion_from_rotation(link.frame[:3, :3])
+        xform.AddOrientOp(UsdGeom.XformOp.PrecisionDouble).Set(Gf.Quatd(w, x, y, z))
+        prim = xform.GetPrim()
+        paths[link.name] = prim.GetPath()
+        UsdSemantics.LabelsAPI.Apply(prim, PART_TAXONOMY).CreateLabelsAttr().Set(Vt.TokenArray([link.label]))
+        prim.CreateAttribute("hiscene:link", Sdf.ValueTypeNames.String).Set(link.name)
+        if moving:
+            _write_mass(prim, link)
+        entry = files.links.get(link.name) if files else None
+        _write_visual(stage, link, prim.GetPath(), entry.texture if entry else None)
+        _write_collision(stage, link, prim.GetPath(), config, obj.label)
+    if not moving:  # static colliders: nothing to join
+        return
+    UsdGeom.Scope.Define(stage, root.AppendChild("joints"))
+    for joint in obj.articulation.joints:
+        _write_joint(stage, root.AppendPath(f"joints/{joint.name}"), joint, paths[joint.parent], paths[joint.child])
 
 
 def write_usd(
@@ -265,9 +362,12 @@ def write_usd(
         prim = xform.GetPrim()
         root = prim.GetPath()
         _write_labels(prim, obj.label, obj.id)
+        entry = files.get(obj.id)
+        if obj.articulation is not None:
+            _write_articulation(stage, obj, root, entry, config)
+            continue
         if not obj.is_background:  # background: colliders without a body are static
             _write_mass(prim, obj)
-        entry = files.get(obj.id)
         _write_visual(stage, obj, root, entry.texture if entry else None)
         _write_collision(stage, obj, root, config)
     if ground is not None and ground.added:

@@ -23,6 +23,7 @@ from hiscene_sim.options import (
     parse_config_from_args,
 )
 from hiscene_sim.scene import SceneError
+from hiscene_sim.view.commands import write_page_after_run
 
 log = logging.getLogger("hiscene")
 
@@ -89,9 +90,40 @@ def cmd_import(args: argparse.Namespace) -> int:
     result = import_scene(source, args.out)
     print(f"imported {len(result.scene.objects)} objects and {len(result.scene.background)} background objects into {result.scene_dir}")
     for o in result.scene.all_objects():
-        print(f"  {o.id:20s} label={o.label!r}")
+        print(f"  {o.id:20s} label={o.label!r}" + (_joints_line(o) if o.articulation else ""))
     _print_frame(source)
+    shown = set(source.frame.warnings) if source.frame else set()
+    for warning in result.warnings:
+        if warning not in shown:
+            print(f"warning: {warning}")
     return 0
+
+
+def _joints_line(obj) -> str:
+    art = obj.articulation
+    return f" articulated: {len(art.links)} links, joints " + ", ".join(f"{j.name} ({j.type})" for j in art.joints)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from hiscene_sim.add_asset import add_asset
+
+    result = add_asset(args.scene_dir, args.asset, args.at, args.yaw, args.on, input_frame_from_args(args))
+    o = result.object
+    print(f"added {o.id} (label {o.label!r}) to {result.scene_dir} at {[round(v, 4) for v in o.pose.position]}, standing on "
+          f"{result.rests_on}" + (_joints_line(o) if o.articulation else ""))
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _point(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"expected X,Y or X,Y,Z in metres, got {text!r}")
+    return values
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -109,7 +141,7 @@ def _demo_from_fused(args: argparse.Namespace) -> int:
     --from-scene`` (the orchestrator's stages from scene3d on)."""
     import trimesh
 
-    from hiscene_sim.demo import build_fused_desk, demo_paths
+    from hiscene_sim.demo import add_demo_cabinet, build_fused_desk, demo_paths
     from hiscene_sim.generate.config import GenerateConfig
     from hiscene_sim.generate.pipeline import WORK, GenerateRequest, generate_scene
     from hiscene_sim.orchestrator import PipelineOptions
@@ -136,10 +168,16 @@ def _demo_from_fused(args: argparse.Namespace) -> int:
     print(f"3. parse against the ground truth: {score.n_pred} objects found of {score.n_gt}, mean matched IoU {score.mean_iou:.2f} "
           "(labels by the geometric labeller: the support surface 'table', the rest 'object'; a VLM names them: "
           "`hiscene label --vlm-url ...`; `hiscene demo --from-nodes` keeps the names)")
-    verdict = {True: "PASS", False: "FAIL", None: "not validated"}[result.passed]
+    print("4. one articulated object: a cabinet added with `hiscene add`, re-exported, settled and validated with its joints:")
+    t4 = time.perf_counter()
+    report = add_demo_cabinet(paths, export_config_from_args(args), echo=lambda line: print("   " + line))
+    print(f"   ({time.perf_counter() - t4:.1f} s)")
+    passed = bool(result.passed) and report.passed
+    verdict = "PASS" if passed else "FAIL"
     print(f"done in {time.perf_counter() - t0:.1f} s: {verdict}. Scene dir {paths.scene_dir}, sim export {paths.export_dir}, "
-          f"report {result.report_path}. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
-    return 0 if result.passed else 1
+          f"report {paths.export_dir / 'validation.md'}. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
+    write_page_after_run(paths.export_dir)
+    return 0 if passed else 1
 
 
 def _demo_from_nodes(args: argparse.Namespace) -> int:
@@ -162,6 +200,7 @@ def _demo_from_nodes(args: argparse.Namespace) -> int:
     verdict = {True: "PASS", False: "FAIL", None: "not validated"}[result.passed]
     print(f"done in {time.perf_counter() - t0:.1f} s: {verdict}. Scene dir {paths.scene_dir} (labels kept), sim export "
           f"{paths.export_dir}, report {result.report_path}. Load it in PyBullet: python {paths.export_dir / 'load_pybullet.py'}")
+    write_page_after_run(paths.export_dir)
     return 0 if result.passed else 1
 
 
@@ -221,14 +260,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("import", help="scene file (GLB/GLTF/OBJ/PLY/STL, one node per object) or folder of meshes -> scene dir",
+    p = sub.add_parser("import", help="scene file (GLB/GLTF/OBJ/PLY/STL, one node per object), folder of meshes or URDF -> scene dir",
                        description="One object per mesh node (or per file of a folder of meshes); label = cleaned node or "
                        "file name (chair_2 -> chair); pose = node transform; floor/wall/... nodes become background; "
-                       "textures and colours kept. Backend: trimesh.")
+                       "textures and colours kept. A URDF becomes one articulated object (links, joints, limits, "
+                       "damping / friction; +Z up by ROS convention unless --up says otherwise). Backends: trimesh, yourdfpy.")
     p.add_argument("scene", type=Path)
     p.add_argument("--out", type=Path, required=True)
     add_input_options(p)
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("add", help="put a URDF or mesh asset into a scene dir, standing on the floor or on an object",
+                       description="Read ASSET (a URDF: one articulated object; a GLB/GLTF/OBJ/PLY/STL: one rigid object) "
+                       "through the same front door as import (--up, --units, --scale; URDF is +Z up), turn it by --yaw "
+                       "about +Z and put the centre of its footprint at --at X,Y: standing on --on's top surface under it, "
+                       "or on the floor (or the scene's lowest point); --at X,Y,Z puts its lowest point at Z. Written "
+                       "atomically. Backends: yourdfpy + trimesh (ray casting for the support).")
+    p.add_argument("scene_dir", type=Path)
+    p.add_argument("asset", type=Path)
+    p.add_argument("--at", type=_point, required=True, metavar="X,Y[,Z]", help="where its footprint's centre goes (metres)")
+    p.add_argument("--yaw", type=float, default=0.0, help="turn about +Z, degrees (default 0)")
+    p.add_argument("--on", default=None, metavar="OBJECT_ID", help="stand on this object (default: the floor)")
+    add_input_options(p, "of ASSET")
+    p.set_defaults(func=cmd_add)
 
     p = sub.add_parser("parse", help="fused scene (GLB/PLY mesh, one welded surface, or a 3DGS PLY) -> scene dir of separate objects",
                        description="Hierarchical scene parsing (paper 3.2, A.1, A.2): render the A.1 viewpoints, segment "
@@ -254,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     from hiscene_sim.complete.commands import add_complete_parser
     from hiscene_sim.generate.commands import add_generate_parser
     from hiscene_sim.label.commands import add_label_parser
+    from hiscene_sim.view.commands import add_view_parser
     from physics.commands import add_validate_parser
 
     add_complete_parser(sub)
@@ -261,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_parser(sub)
     add_validate_parser(sub)
     add_batch_parser(sub)
+    add_view_parser(sub)
 
     p = sub.add_parser("info", help="print a scene dir's objects")
     p.add_argument("scene_dir", type=Path)

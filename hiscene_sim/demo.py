@@ -3,6 +3,11 @@
 Steps: build a multi-node GLB (a floor, pybullet_data's table, a mug, a duck, a teddy, a
 lego brick, a bunny and two jenga blocks, each node with its pose and scale) ->
 ``hiscene import`` -> ``hiscene export``. Later stages (validation) extend it.
+
+The default demo (the desk fused into one surface and parsed) then shows one articulated object:
+:func:`add_demo_cabinet` puts a small cabinet with a drawer and a door (a URDF with OBJ / STL
+meshes, :mod:`hiscene_sim.testing.articulated_assets`) on the parsed floor behind the table with
+``hiscene add``'s function, re-exports and settles + validates the scene, joints included.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from hiscene_sim.pybullet_assets import asset_mesh, placement
 from hiscene_sim.testing.fused_scenes import Placed, build_fused_scene, save_fused
 
 TABLE_TOP = 0.625
+# on the parsed floor (it spans about -1..1 m) behind the table (y -0.5..0.5), turned to open away from it
+CABINET_AT, CABINET_YAW_DEG, CABINET_SIZE = (0.0, 0.76), 180.0, (0.4, 0.3, 0.45)  # width, depth, height (m)
 
 # node name, asset, x, y, yaw (radians); z is computed so the object rests on its support
 DESK_LAYOUT: tuple[tuple[str, str, float, float, float], ...] = (
@@ -73,3 +80,36 @@ def build_fused_desk(path: Path, seed: int = 0):
     return fused
 
 
+
+
+def add_demo_cabinet(paths: DemoPaths, export_config=None, echo=print):
+    """The demo's articulated object (see the module doc): returns the validation report. A
+    scene that already holds an articulated object (a demo re-run into the same folder) keeps it."""
+    from exporters.export import export_scene
+    from hiscene_sim.add_asset import add_asset
+    from hiscene_sim.scene import load_scene
+    from hiscene_sim.testing.articulated_assets import write_cabinet_urdf
+    from physics.config import ValidationConfig
+    from physics.report import validate_and_report
+
+    scene = load_scene(paths.scene_dir)
+    present = [o for o in scene.objects if o.articulation is not None]
+    if present:
+        echo(f"kept the articulated {present[0].id} added by an earlier run")
+    else:
+        width, depth, height = CABINET_SIZE
+        urdf = write_cabinet_urdf(paths.root / "cabinet_urdf", width=width, depth=depth, height=height)
+        added = add_asset(paths.scene_dir, urdf, at=CABINET_AT, yaw_deg=CABINET_YAW_DEG)
+        echo(f"hiscene add {paths.scene_dir} {urdf} --at {CABINET_AT[0]:g},{CABINET_AT[1]:g} --yaw {CABINET_YAW_DEG:g}: "
+             f"{added.object.id} (drawer on a prismatic joint, door on a revolute one) standing on {added.rests_on}")
+    export_scene(paths.scene_dir, paths.export_dir, export_config)
+    report, report_paths = validate_and_report(paths.export_dir, ValidationConfig(), settle=True, scene_dir=paths.scene_dir,
+                                               export_config=export_config)
+    joints = report.joints
+    for sim in (joints.pybullet, joints.mujoco) if joints is not None else ():
+        if sim is None:
+            continue
+        rows = "; ".join(f"{j.joint} {j.hold}, reached {j.lower:g} / {j.upper:g} {j.unit} within "
+                         f"{max(j.lower_error or 0, j.upper_error or 0):.2g} {j.unit}" for j in sim.joints)
+        echo(f"joints in {'PyBullet' if sim.simulator == 'pybullet' else 'MuJoCo'}: {rows}")
+    return report

@@ -1,4 +1,4 @@
-"""``hiscene import``: a scene file with one node per object -> a scene dir.
+"""``hiscene import``: a scene file with one node per object, or a URDF -> a scene dir.
 
 Every node that carries a triangle mesh becomes one object: its label is the cleaned node
 name (``chair_2`` -> ``chair``), its pose the node's world transform (decomposed into
@@ -8,6 +8,8 @@ background word (floor, ground, wall, ceiling, background, room, terrain, plane)
 background objects (static colliders). The front door has already put the file into the scene
 frame (``--up``, ``--units``, ``--scale``); what it chose is recorded in the scene's import
 provenance (``frame``). A folder of mesh files imports one object per file, named by the file.
+A URDF imports as one articulated object (``hiscene_sim.urdf_import``), labelled by the file's
+name, at the pose its root link has in the file.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def import_scene(path: str | Path | SceneInput, out_dir: str | Path, frame: Inpu
     (written atomically)."""
     t0 = time.perf_counter()
     scene_input = path if isinstance(path, SceneInput) else read_scene_input(path, "import", frame)
+    if scene_input.kind is InputKind.URDF:
+        return _import_urdf(scene_input, Path(out_dir), t0)
     if scene_input.kind is not InputKind.MULTI_NODE:
         raise SceneError(f"{scene_input.path}: a {scene_input.kind.value} input has no mesh nodes to import")
     path, out_dir, source = scene_input.path, Path(out_dir), scene_input.nodes
@@ -113,3 +117,30 @@ def import_scene(path: str | Path | SceneInput, out_dir: str | Path, frame: Inpu
         save_scene(scene, tmp)
     log.info("imported %d objects + %d background from %s in %.2f s", len(objects), len(background), path, time.perf_counter() - t0)
     return ImportResult(out_dir, scene, skipped, list(scene_input.frame.warnings) if scene_input.frame else [])
+
+
+def _import_urdf(scene_input: SceneInput, out_dir: Path, t0: float) -> ImportResult:
+    """One articulated object from the URDF read by the front door."""
+    from hiscene_sim.urdf_import import materialize
+
+    asset, path = scene_input.asset, scene_input.path
+    try:
+        check_replaceable(out_dir, SCENE_FILE)
+    except FileExistsError as exc:
+        raise SceneError(str(exc)) from None
+    oid = safe_identifier(asset.label.replace(" ", "_"))
+    obj, files = materialize(asset, oid)
+    parameters = {"source": str(path.resolve()), "kind": "urdf"}
+    if scene_input.frame is not None:
+        parameters["frame"] = scene_input.frame.to_json()
+    scene = Scene(objects=[obj], name=safe_identifier(path.stem), provenance=[
+        Provenance("import", "yourdfpy+trimesh", parameters, seconds=round(time.perf_counter() - t0, 3),
+                   created=datetime.now(timezone.utc).isoformat())])
+    with atomic_directory(out_dir) as tmp:
+        for rel, mesh in files.items():
+            atomic_write_bytes(tmp / rel, mesh.export(file_type="glb"))
+        save_scene(scene, tmp)
+    art = obj.articulation
+    log.info("imported %s: articulated object %s (%d links, %d joints) in %.2f s", path, oid, len(art.links),
+             len(art.joints), time.perf_counter() - t0)
+    return ImportResult(out_dir, scene, [], list(asset.warnings))

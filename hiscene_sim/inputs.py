@@ -11,7 +11,9 @@ Kinds of input (:class:`InputKind`):
 * ``multi-node``: a GLB / GLTF / OBJ / PLY / STL with one mesh node per object, or a folder of
   such files without ``scene.json``, one object per file (named by the file). Goes to import.
 * ``scene-dir``: a folder with ``scene.json`` (the contract between stages). Goes to export.
-* ``urdf``: recognised and refused with a clear error until the URDF importer lands.
+* ``urdf``: a URDF robot description, one articulated object (links, joints, meshes), read by
+  :mod:`hiscene_sim.urdf_import` (+Z up by ROS convention unless ``--up`` says otherwise). Goes
+  to import (``hiscene import``, ``hiscene add``); parsing refuses it.
 
 ``mode`` says what the caller wants of a mesh file: ``"auto"`` (several mesh nodes = one
 object per node, one = fused), ``"parse"`` (always fused: ``hiscene parse``, ``generate
@@ -59,7 +61,8 @@ class SceneInput:
     """A scene input, read and checked. Exactly one payload is set, as ``kind`` says:
     ``mesh`` (fused-mesh, processed: vertices merged), ``gaussians`` (a
     :class:`hiscene_sim.render.gaussians.Gaussians`), ``nodes`` (multi-node: the file as a
-    trimesh scene graph) or ``scene`` (scene-dir). ``frame``: how a file's coordinates were
+    trimesh scene graph), ``scene`` (scene-dir) or ``asset`` (urdf: a
+    :class:`hiscene_sim.urdf_import.UrdfAsset`). ``frame``: how a file's coordinates were
     put into the scene frame (None for a scene dir)."""
 
     path: Path
@@ -69,6 +72,7 @@ class SceneInput:
     nodes: trimesh.Scene | None = None
     scene: Scene | None = None
     frame: FrameReport | None = None
+    asset: object | None = None
 
 
 def mesh_nodes(loaded: trimesh.Scene) -> list[str]:
@@ -174,8 +178,13 @@ def read_scene_input(path: str | Path, mode: str = "auto", frame: InputFrame | N
         raise SceneError(f"{path}: scene file not found")
     suffix = path.suffix.lower()
     if suffix in URDF_SUFFIXES:
-        raise SceneError(f"{path}: URDF input is not supported yet; convert it to a GLB with one node per link, "
-                         "or pass a scene dir")
+        if mode == "parse":
+            raise SceneError(f"{path}: a URDF is an articulated object to import (hiscene import / hiscene add), not a "
+                             "fused scene to parse")
+        from hiscene_sim.urdf_import import read_urdf
+
+        asset = read_urdf(path, frame)
+        return SceneInput(path, InputKind.URDF, asset=asset, frame=asset.frame)
     if suffix not in MESH_SUFFIXES:
         raise SceneError(f"{path}: unsupported scene file type {path.suffix!r}; expected a scene dir, a folder of meshes "
                          f"or one of {', '.join(MESH_SUFFIXES + URDF_SUFFIXES)}")

@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from hiscene_sim.articulation import Articulation, ArticulationError, articulation_from_json
 from hiscene_sim.atomic import atomic_write_text
 from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion
 
 FORMAT_NAME = "hiscene-scene"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: objects may carry an ``articulation`` (links and joints); version 1 files still load
 SCENE_FILE = "scene.json"
 
 #: Object ids are used as file, URDF link, MJCF body and USD prim names, so they are
@@ -108,7 +109,10 @@ class Provenance:
 
 @dataclass
 class SceneObject:
-    """One rigid object: its mesh in a local frame, its pose and its semantic label."""
+    """One object: its mesh in a local frame, its pose and its semantic label. A rigid body,
+    or, with ``articulation`` set, links joined by joints (``hiscene_sim.articulation``): then
+    the pose is the root link's, ``mesh`` is the whole object with its joints at zero (what
+    stages that see objects as rigid use) and each link has its own mesh."""
 
     id: str
     label: str
@@ -116,11 +120,23 @@ class SceneObject:
     pose: Pose = field(default_factory=Pose)
     provenance: Provenance | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific records (e.g. completion)
+    articulation: Articulation | None = None
+
+    def files(self) -> list[str]:
+        """Every file of the object, relative to the scene dir (mesh, Gaussians, link meshes)."""
+        out = [self.mesh]
+        if isinstance(self.extra.get("gaussians"), str):
+            out.append(self.extra["gaussians"])
+        if self.articulation is not None:
+            out += [link.mesh for link in self.articulation.links]
+        return out
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "label": self.label, "mesh": self.mesh, "pose": self.pose.to_json()}
         if self.provenance is not None:
             out["provenance"] = self.provenance.to_json()
+        if self.articulation is not None:
+            out["articulation"] = self.articulation.to_json()
         out.update(self.extra)
         return out
 
@@ -229,12 +245,24 @@ def _parse_object(data: Any, where: str) -> SceneObject:
     check_relative_path(mesh, f"{where}.mesh")
     pose = _parse_pose(data.get("pose"), f"{where}.pose")
     prov = _parse_provenance(data["provenance"], f"{where}.provenance") if "provenance" in data else None
-    extra = {k: v for k, v in data.items() if k not in {"id", "label", "mesh", "pose", "provenance"}}
+    extra = {k: v for k, v in data.items() if k not in {"id", "label", "mesh", "pose", "provenance", "articulation"}}
+    articulation = None
+    if data.get("articulation") is not None:
+        try:
+            articulation = articulation_from_json(data["articulation"])
+        except ArticulationError as exc:
+            raise SceneError(f"{where}.articulation: {exc}") from None
+        for link in articulation.links:
+            check_relative_path(link.mesh, f"{where}.articulation link {link.name!r}.mesh")
+        s = pose.scale
+        if not (math.isclose(s[0], s[1], rel_tol=1e-6) and math.isclose(s[0], s[2], rel_tol=1e-6)) or s[0] < 0:
+            raise SceneError(f"{where}.pose.scale: an articulated object takes one positive uniform scale "
+                             f"(its joints would shear otherwise), got {list(s)}")
     if "gaussians" in extra:  # optional: the object's 3D Gaussians (3DGS PLY), same frame as its mesh
         if not isinstance(extra["gaussians"], str):
             raise SceneError(f"{where}: gaussians must be a string path, got {extra['gaussians']!r}")
         check_relative_path(extra["gaussians"], f"{where}.gaussians")
-    return SceneObject(id=oid, label=label, mesh=mesh, pose=pose, provenance=prov, extra=extra)
+    return SceneObject(id=oid, label=label, mesh=mesh, pose=pose, provenance=prov, extra=extra, articulation=articulation)
 
 
 def scene_from_json(data: Any, source: str = "scene.json") -> Scene:
@@ -291,9 +319,10 @@ def load_scene(scene_dir: str | Path, check_files: bool = True) -> Scene:
     scene = scene_from_json(data, str(path))
     if check_files:
         for obj in scene.all_objects():
-            mesh_path = scene_dir / obj.mesh
-            if not mesh_path.is_file():
-                raise SceneError(f"{path}: object {obj.id!r} ({obj.label!r}): mesh file {mesh_path} not found")
+            meshes = [obj.mesh, *(link.mesh for link in obj.articulation.links)] if obj.articulation else [obj.mesh]
+            for rel in meshes:
+                if not (scene_dir / rel).is_file():
+                    raise SceneError(f"{path}: object {obj.id!r} ({obj.label!r}): mesh file {scene_dir / rel} not found")
     return scene
 
 

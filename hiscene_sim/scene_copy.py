@@ -19,8 +19,7 @@ from hiscene_sim.scene import SCENE_FILE, Scene, load_scene, save_scene
 
 
 def _entries(src: Path, scene: Scene, exclude: tuple[str, ...]) -> list[str]:
-    named = {Path(rel).parts[0] for obj in scene.all_objects() for rel in (obj.mesh, obj.extra.get("gaussians"))
-             if isinstance(rel, str)}
+    named = {Path(rel).parts[0] for obj in scene.all_objects() for rel in obj.files()}
     beside = {p.name for p in src.iterdir() if not p.name.startswith(".") and p.name != SCENE_FILE}
     return sorted(n for n in named | beside if n not in exclude and (src / n).exists())
 

@@ -119,6 +119,15 @@ def print_summary(report, paths, file=None) -> None:
                       f"{a.max_position_difference_m * 100:.2f} cm / {a.max_rotation_difference_deg:.1f} deg")
     if report.ground is not None:
         console.print(f"  ground plane {report.ground.id} at z={report.ground.z:.4f} m ({report.ground.origin})")
+    if report.joints is not None:
+        for sim in (report.joints.pybullet, report.joints.mujoco):
+            if sim is not None:
+                held = sum(j.hold == "holds" for j in sim.joints)
+                console.print(f"  joints in {sim.simulator}: {sum(j.passed for j in sim.joints)}/{len(sim.joints)} pass "
+                              f"(hold: {held} hold, {sum(j.hold == 'free' for j in sim.joints)} free; driven lower -> upper)")
+        if report.joints.usd is not None:
+            console.print(f"  USD articulations: {len(report.joints.usd.articulations)}, joints read back: "
+                          f"{sum(r.passed for r in report.joints.usd.joints)}/{len(report.joints.usd.joints)}")
     if report.settle is not None:
         st = report.settle
         moved = sorted({m.id for it in st.iterations for m in it.moves})

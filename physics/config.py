@@ -53,6 +53,18 @@ class ValidationConfig:
     write_epsilon_deg: float = 0.5  #   old ones are not written back: that is solver noise
     # PyBullet contact model
     pybullet_hull_margin: float = PYBULLET_HULL_MARGIN
+    # joints of articulated objects (physics.joints): each object alone, its root fixed at its pose
+    joints: bool = True  # run the joint checks
+    joint_hold_seconds: float = 2.0  # gravity on, joints at zero (closed), nothing driven
+    joint_hold_deg: float = 2.0  # a closed revolute joint holds when it moved less than this...
+    joint_hold_m: float = 0.005  # ...a prismatic one less than this
+    joint_reach_deg: float = 2.0  # a driven joint reached its target within this...
+    joint_reach_m: float = 0.005  # ...or this
+    joint_drive_speed_deg: float = 60.0  # how fast the drive's target moves (deg/s, m/s)
+    joint_drive_speed_m: float = 0.25
+    joint_drive_settle_seconds: float = 0.75  # held at each target this long before the error is read
+    joint_max_link_speed: float = 5.0  # m/s; a faster link means the model blew up (self-collision, bad inertia)
+    joint_max_link_angular_speed: float = 30.0  # rad/s
     # pictures
     render: bool = True
     render_width: int = 640

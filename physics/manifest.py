@@ -43,11 +43,17 @@ class ExportedObject:
     mass: float
     density: float | None
     urdf: str | None  # relative to the export dir
-    hulls: tuple[str, ...]  # relative to the export dir
+    hulls: tuple[str, ...]  # relative to the export dir (an articulated object's: the whole, joints at zero)
+    articulation: dict | None = None  # export.json's record of an articulated object (links, joints)
 
     @property
     def is_floor(self) -> bool:
         return self.background and is_floor_label(self.label)
+
+    @property
+    def joints(self) -> list[dict]:
+        """The joints of an articulated object as export.json records them (empty for a rigid one)."""
+        return list((self.articulation or {}).get("joints", []))
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,7 @@ def read_manifest(export_dir: str | Path, ground: bool = True) -> ExportManifest
                 orientation=_vec(rec["orientation"], 4, f"{where}.orientation"),
                 mass=float(rec.get("mass", 0.0)), density=mass_props.get("density"),
                 urdf=files.get("urdf"), hulls=tuple(files.get("hulls", [])),
+                articulation=rec.get("articulation"),
             ))
         # exports before per-label materials had one friction / restitution for all objects
         first = data["objects"][0] if data["objects"] else {}

@@ -49,6 +49,10 @@ class MujocoScene:
                 raise SceneError(f"{path}: no body named {o.id!r} (the MJCF does not match export.json)")
             self.body[o.id] = b
         self.id_of_body = {b: oid for oid, b in self.body.items()}
+        for b in range(m.nbody):  # an articulated object's links are bodies nested in its own: they are it
+            root = int(m.body_rootid[b])
+            if b not in self.id_of_body and root in self.id_of_body:
+                self.id_of_body[b] = self.id_of_body[root]
         self.dof = {o.id: int(m.jnt_dofadr[m.body_jntadr[self.body[o.id]]]) for o in manifest.foreground}
         self.background = manifest.static_ids
         self.colliding = np.flatnonzero((m.geom_contype != 0) | (m.geom_conaffinity != 0))

@@ -118,6 +118,51 @@ def _ground(report: ValidationReport) -> str:
     return f"`{g.id}` at z = {g.z:.4f} m ({'added by the export' if g.origin == 'export' else 'added by validation'})"
 
 
+JOINT_HEADER = ["object", "joint", "type", "range", "damping / friction", "hold: moved (max)", "hold",
+                "drive force", "error at lower", "error at upper", "max link speed (m/s, rad/s)", "verdict"]
+
+
+def _joint_rows(sim) -> list[list[str]]:
+    rows = []
+    for j in sim.joints:
+        digits = 2 if j.unit == "deg" else 4
+        rng = "-" if j.lower is None else f"{_num(j.lower, 1.0, digits)} .. {_num(j.upper, 1.0, digits)} {j.unit}"
+        rows.append([
+            j.object_id, j.joint, j.type, rng, f"{j.damping:g} / {j.friction:g}",
+            f"{_num(j.hold_moved, 1.0, digits)} ({_num(j.hold_max, 1.0, digits)}) {j.unit}", j.hold,
+            "-" if j.drive_force is None else f"{j.drive_force:.3g}",
+            f"{_num(j.lower_error, 1.0, digits)} {j.unit}", f"{_num(j.upper_error, 1.0, digits)} {j.unit}",
+            f"{_num(j.max_link_speed)}, {_num(j.max_link_angular_speed)}", "PASS" if j.passed else "FAIL",
+        ])
+    return rows
+
+
+def _joint_lines(report: ValidationReport) -> list[str]:
+    joints = report.joints
+    lines = ["## Joints of articulated objects", "",
+             f"Each articulated object alone, its root fixed at its pose. Hold: gravity for "
+             f"{report.config.joint_hold_seconds:g} s from zero with the exported damping and friction; it holds when it "
+             f"moves less than {report.config.joint_hold_deg:g} deg / {report.config.joint_hold_m * MM:g} mm, is free "
+             "when it moved and has no friction (not a failure), slips when its friction did not hold it. Drive: to the "
+             "lower then the upper limit (PyBullet POSITION_CONTROL; MuJoCo PD + gravity compensation), the error is what "
+             f"is left after {report.config.joint_drive_settle_seconds:g} s at the target (limit "
+             f"{report.config.joint_reach_deg:g} deg / {report.config.joint_reach_m * MM:g} mm). "
+             f"Verdict: **{'PASS' if joints.passed else 'FAIL'}**.", ""]
+    for sim in (joints.pybullet, joints.mujoco):
+        if sim is not None:
+            lines += [f"### {'PyBullet' if sim.simulator == 'pybullet' else 'MuJoCo'} ({sim.simulated_seconds:g} s "
+                      f"simulated in {sim.wall_seconds:g} s)", ""] + _table(JOINT_HEADER, _joint_rows(sim)) + [""]
+    if joints.usd is not None:
+        u = joints.usd
+        lines += ["### USD (usd-core's UsdPhysics parser)", "",
+                  f"Articulation roots: {', '.join(f'`{r}`' for r in u.articulations) or 'none'}.", ""]
+        lines += _table(["object", "joint", "USD type", "frames apart at zero (mm, deg)", "limits", "verdict"], [[
+            r.object_id, r.joint, r.usd_type, f"{_num(r.frame_error_m, MM, 4)}, {_num(r.frame_error_deg, 1.0, 4)}",
+            "-" if r.lower is None else f"{r.lower:g} .. {r.upper:g}", "PASS" if r.passed else "FAIL"] for r in u.joints]) + [""]
+    lines += [f"- {f}" for f in joints.failures] + ([""] if joints.failures else [])
+    return lines
+
+
 def render_markdown(report: ValidationReport) -> str:
     cfg = report.config
     sims = [s for s in (report.pybullet, report.mujoco) if s is not None]
@@ -166,6 +211,8 @@ def render_markdown(report: ValidationReport) -> str:
             _num(r.drift_difference_m, MM),
             "yes" if r.same_verdict else "no", "yes" if r.agree else "no",
         ] for r in ag.objects]) + [""]
+    if report.joints is not None:
+        lines += _joint_lines(report)
     if report.settle is not None:
         st = report.settle
         lines += ["## Placement repair (--settle)", "",

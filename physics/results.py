@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from exporters.ground import GroundPlan
 from physics.config import ValidationConfig
+from physics.joints import JointReport
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]
@@ -204,6 +205,7 @@ class ValidationReport:
     images: dict[str, str] = field(default_factory=dict)  # name -> file name in the report dir
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per phase
     ground: GroundPlan | None = None  # the ground plane both simulators had (exporters/ground.py)
+    joints: JointReport | None = None  # articulated objects' joints (physics.joints); None: the scene has none
 
     @property
     def verdict(self) -> str:

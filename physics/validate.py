@@ -1,4 +1,6 @@
-"""One validation of an export dir: PyBullet drop test, MuJoCo cross-check, agreement, verdict.
+"""One validation of an export dir: PyBullet drop test, MuJoCo cross-check, agreement, the
+joints of articulated objects (``physics.joints``: hold under gravity and driven through their
+range in both simulators, the USD's articulation read back by usd-core), verdict.
 
 Both simulators get the same static bodies: the background objects and the ground plane the
 export recorded (``physics.manifest``; ``config.ground = False`` leaves it out).
@@ -10,6 +12,7 @@ import time
 from pathlib import Path
 
 from physics.config import ValidationConfig
+from physics.joints import check_joints
 from physics.manifest import ExportManifest, Floor, find_floor, read_manifest
 from physics.mujoco_check import compare, observe_mujoco
 from physics.pybullet_check import observe_pybullet
@@ -52,6 +55,17 @@ def validate_export(export_dir: str | Path, config: ValidationConfig | None = No
     if config.require_agreement and agreement is not None and not agreement.agree:
         disagree = [r.id for r in agreement.objects if not r.agree]
         failures.append(f"PyBullet and MuJoCo disagree on {', '.join(disagree) or 'the verdict'}")
+    t0 = time.perf_counter()
+    joints = check_joints(manifest, config)
+    if joints is not None:
+        seconds["joints"] = time.perf_counter() - t0
+        failures += joints.failures
+        notes.append(
+            "Joints: each articulated object alone with its root fixed; hold = gravity for "
+            f"{config.joint_hold_seconds:g} s from zero with the exported friction / damping (free: no friction, moved, "
+            f"not a failure); drive = to the lower then the upper limit, reached within {config.joint_reach_deg:g} deg / "
+            f"{config.joint_reach_m * 1000:g} mm, links under {config.joint_max_link_speed:g} m/s (physics/joints.py)"
+        )
     notes.append(
         "PyBullet pads every hull by its collision margin "
         f"({config.pybullet_hull_margin * 1000:g} mm): resting bodies float "
@@ -63,7 +77,7 @@ def validate_export(export_dir: str | Path, config: ValidationConfig | None = No
         format=REPORT_FORMAT, version=REPORT_VERSION, scene=manifest.scene, export_dir=str(export_dir.resolve()),
         config=config, pybullet=pybullet, mujoco=mujoco, agreement=agreement, settle=None,
         passed=not failures, failures=failures, notes=notes, seconds={k: round(v, 4) for k, v in seconds.items()},
-        ground=manifest.ground,
+        ground=manifest.ground, joints=joints,
     )
 
 

@@ -29,7 +29,7 @@ def test_round_trip_keeps_everything(tmp_path):
     scene = _scene()
     save_scene(scene, tmp_path)
     data = json.loads((tmp_path / "scene.json").read_text())
-    assert data["format"] == "hiscene-scene" and data["version"] == 1
+    assert data["format"] == "hiscene-scene" and data["version"] == 2
     assert data["units"] == "meters" and data["up_axis"] == "Z"
     loaded = load_scene(tmp_path, check_files=False)
     assert loaded.to_json() == scene.to_json()
