@@ -74,18 +74,24 @@ class CheckpointMismatch(BackendError):
         super().__init__(f"{file}: {key}: {problem}{where}")
 
 
-def read_json(path: Path, config_key: str | None = None) -> dict:
-    """A JSON object from ``path``; missing or malformed -> CheckpointMismatch naming the file."""
+def _read_mapping(path: Path, config_key: str | None, kind: str, parse, errors: tuple) -> dict:
+    """A mapping parsed from ``path`` by ``parse``; missing, unreadable (``errors``) or not a
+    mapping -> CheckpointMismatch naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointMismatch(path, "(file)", "not found", config_key)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointMismatch(path, "(file)", f"not readable JSON: {exc}", config_key) from None
+        data = parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, *errors) as exc:
+        raise CheckpointMismatch(path, "(file)", f"not readable {kind}: {exc}", config_key) from None
     if not isinstance(data, dict):
-        raise CheckpointMismatch(path, "(file)", f"expected a JSON object, got {type(data).__name__}", config_key)
+        raise CheckpointMismatch(path, "(file)", f"expected a {kind} object, got {type(data).__name__}", config_key)
     return data
+
+
+def read_json(path: Path, config_key: str | None = None) -> dict:
+    """A JSON object from ``path``; missing or malformed -> CheckpointMismatch naming the file."""
+    return _read_mapping(path, config_key, "JSON", json.loads, (json.JSONDecodeError,))
 
 
 def _get(data: dict, dotted: str, file: Path, config_key: str | None) -> Any:
@@ -214,16 +220,7 @@ def check_trellis_encoder(path: Path, rel: str, config_key: str = "generate.trel
 def read_yaml(path: Path, config_key: str | None = None) -> dict:
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointMismatch(path, "(file)", "not found", config_key)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise CheckpointMismatch(path, "(file)", f"not readable YAML: {exc}", config_key) from None
-    if not isinstance(data, dict):
-        raise CheckpointMismatch(path, "(file)", "expected a mapping", config_key)
-    return data
+    return _read_mapping(path, config_key, "YAML", yaml.safe_load, (yaml.YAMLError,))
 
 
 def check_instantmesh_config(config: Path, checkpoint: Path | None = None,
