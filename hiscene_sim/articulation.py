@@ -243,28 +243,28 @@ def _times(value: float | None, factor: float) -> float | None:
 
 # ------------------------------------------------------------------------------ checks
 def check_articulation(links: list[Link] | tuple[Link, ...], joints: list[Joint] | tuple[Joint, ...],
-                       names: bool = True) -> str:
+                       check_names: bool = True) -> str:
     """Check that ``links`` and ``joints`` form one tree with usable joints; return the root
     link's name. Raises :class:`ArticulationError` naming the first bad element: a duplicate
     name, a joint naming an unknown link, a link with two parent joints or a kinematic loop, no
     root or several, a bad joint type, axis or limit (lower > upper, a revolute joint without
-    limits), a negative damping or friction, a bad inertial. ``names=False`` accepts any name
+    limits), a negative damping or friction, a bad inertial. ``check_names=False`` accepts any name
     (a URDF's, before they are made valid)."""
     if not links:
         raise ArticulationError("no links")
-    names: set[str] = set()
+    link_names: set[str] = set()
     for link in links:
-        if names:
+        if check_names:
             _check_name(link.name, "link")
-        if link.name in names:
+        if link.name in link_names:
             raise ArticulationError(f"link {link.name!r} is defined twice")
-        names.add(link.name)
+        link_names.add(link.name)
         if link.inertial is not None:
             check_inertial(link.inertial, f"link {link.name!r} <inertial>")
     parent_of: dict[str, str] = {}
     joint_names: set[str] = set()
     for j in joints:
-        if names:
+        if check_names:
             _check_name(j.name, "joint")
         if j.name in joint_names:
             raise ArticulationError(f"joint {j.name!r} is defined twice")
@@ -273,9 +273,9 @@ def check_articulation(links: list[Link] | tuple[Link, ...], joints: list[Joint]
         if j.type not in JOINT_TYPES:
             raise ArticulationError(f"{who}: type {j.type!r} is not supported (use {', '.join(JOINT_TYPES)})")
         for role, link in (("parent", j.parent), ("child", j.child)):
-            if link not in names:
+            if link not in link_names:
                 raise ArticulationError(f"{who}: {role} link {link!r} is not a link of this articulation "
-                                        f"(links: {', '.join(sorted(names))})")
+                                        f"(links: {', '.join(sorted(link_names))})")
         if j.parent == j.child:
             raise ArticulationError(f"{who}: joins link {j.parent!r} to itself (a kinematic loop)")
         if j.child in parent_of:

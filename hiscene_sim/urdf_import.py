@@ -434,7 +434,7 @@ def read_urdf(path: str | Path, frame: InputFrame | None = None) -> UrdfAsset:
     joints = [_joint(j, path) for j in robot.joints]
     placeholder = [Link(link.name, "", "part") for link in robot.links]
     try:  # the tree first, with the URDF's own names: a bad reference fails before any mesh is read
-        root = check_articulation(placeholder, joints, names=False)
+        root = check_articulation(placeholder, joints, check_names=False)
     except ArticulationError as exc:
         raise SceneError(f"{path}: {exc}") from None
 

@@ -115,6 +115,21 @@ def test_urdf_reader_keeps_joints_and_resolves_package_paths(tmp_path):
     assert asset.frame.up == "+Z" and "REP 103" in asset.frame.reason
 
 
+def test_urdf_names_that_are_not_valid_names_are_renamed_not_refused(tmp_path):
+    """URDF names may hold any character ("door-1", "base link"); the tree is checked with them
+    as they are and they are renamed for URDF / MJCF / USD afterwards."""
+    urdf = write_cabinet_urdf(tmp_path / "asset")
+    text = urdf.read_text()
+    for old, new in (('"carcass"', '"base link"'), ('"door"', '"door-1"'), ('"door_hinge"', '"hinge.1"')):
+        assert old in text
+        text = text.replace(old, new)
+    urdf.write_text(text)
+    art = read_urdf(urdf).articulation
+    names = [link.name for link in art.links] + [j.name for j in art.joints]
+    assert len(art.links) == 3 and len(art.joints) == 2
+    assert all(n.replace("_", "").isalnum() and not n[0].isdigit() for n in names), names
+
+
 def test_units_scale_and_up_apply_to_links_joints_and_limits(tmp_path):
     urdf = write_cabinet_urdf(tmp_path / "asset")
     base = read_urdf(urdf)
