@@ -5,7 +5,7 @@ Default run: the scene model (v1 files load, articulation checks), every bad-URD
 frame options, one end-to-end cabinet (a URDF with OBJ / STL meshes, no inertials) through
 ``hiscene import`` -> ``hiscene export`` -> ``hiscene validate``, a flap / wheel / handle asset
 for the hold statuses and the continuous and fixed joints, and ``hiscene add`` into a scene.
-The scene-synthesizer assets and a parsed scene are in tests/test_articulation_slow.py.
+The scene-synthesizer assets and a parsed scene are in tests/test_articulation_synth.py.
 """
 
 from __future__ import annotations
