@@ -9,14 +9,29 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+# the process's umask, read once at import (reading it means setting it, so not per write):
+# mkstemp / mkdtemp create 0600 / 0700 entries, and outputs get the modes a plain open() /
+# mkdir would give them instead, so that others (a Ray cluster's other nodes, a web server for
+# the view page) can read them
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same directory and a rename."""
+    """Write ``data`` to ``path`` through a temp file in the same directory and a rename. The
+    file gets the mode it had, or for a new one what ``open()`` gives (0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = FILE_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -55,7 +70,7 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
         os.rmdir(old)
         os.replace(final, old)
     os.replace(tmp, final)
-    os.chmod(final, 0o755)
+    os.chmod(final, DIR_MODE)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

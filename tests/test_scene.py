@@ -118,3 +118,24 @@ def test_safe_identifier_is_safe_everywhere(text):
 def test_safe_identifier_is_unique_ignoring_case():
     taken = ["mug", "Mug_2"]
     assert safe_identifier("MUG", taken) == "mug_3"
+
+
+def test_atomic_outputs_get_the_modes_open_and_mkdir_give(tmp_path):
+    """mkstemp / mkdtemp make 0600 / 0700 entries; written outputs must be readable like any file
+    (the umask decides), and a replaced file keeps its mode."""
+    import os
+    import stat
+
+    from hiscene_sim.atomic import atomic_directory, atomic_write_bytes
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_bytes(tmp_path / "a.json", b"{}")
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+    os.chmod(tmp_path / "a.json", 0o640)
+    atomic_write_bytes(tmp_path / "a.json", b"{ }")
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
+    with atomic_directory(tmp_path / "out") as tmp:
+        atomic_write_bytes(tmp / "scene.json", b"{}")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask
+    assert stat.S_IMODE((tmp_path / "out" / "scene.json").stat().st_mode) == 0o666 & ~umask

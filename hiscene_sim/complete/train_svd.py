@@ -30,10 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shutil
-import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -180,27 +176,15 @@ def edm_loss(
 
 
 def save_checkpoint(modules: SvdModules, path: str | Path, state: dict | None = None) -> Path:
-    """Write ``modules`` (SVD repo layout) to ``path`` atomically: into a temp dir beside it, then renamed.
+    """Write ``modules`` (SVD repo layout) to ``path`` atomically (:func:`hiscene_sim.atomic.atomic_directory`:
+    a temp dir beside it, then renamed; an existing ``path`` is replaced as a whole)."""
+    from hiscene_sim.atomic import atomic_directory
 
-    An existing ``path`` is replaced (moved aside first, removed after the rename).
-    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_directory(path) as tmp:
         modules.save_pretrained(tmp)
         if state is not None:
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2, default=str))
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}-{time.time_ns()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
