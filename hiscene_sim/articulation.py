@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion
+from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion, stored_unit_quaternion
 
 JOINT_TYPES = ("revolute", "prismatic", "continuous", "fixed")
 MOVING_TYPES = ("revolute", "prismatic", "continuous")
@@ -374,10 +374,7 @@ def _frame(data: Any, what: str) -> Frame:
         raise ArticulationError(f"{what}: expected an object with position and orientation [w,x,y,z]")
     position = _vector(data.get("position", [0, 0, 0]), 3, f"{what}.position")
     q = _vector(data.get("orientation", [1, 0, 0, 0]), 4, f"{what}.orientation")
-    norm = math.sqrt(sum(v * v for v in q))
-    if abs(norm - 1.0) > 1e-3:
-        raise ArticulationError(f"{what}.orientation: quaternion [w,x,y,z] must have unit norm, has {norm:.6f}")
-    return Frame(position, tuple(v / norm for v in q))
+    return Frame(position, stored_unit_quaternion(q, f"{what}.orientation", ArticulationError))
 
 
 def _optional(data: dict, key: str, what: str) -> float | None:

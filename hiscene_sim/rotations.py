@@ -86,6 +86,15 @@ def unit_quaternion(q: ArrayLike) -> np.ndarray:
     return q / n
 
 
+def stored_unit_quaternion(q: tuple[float, ...], where: str, error: type[Exception] = ValueError) -> tuple[float, ...]:
+    """A ``[w, x, y, z]`` read from a file: within 1e-3 of unit norm (else ``error`` naming
+    ``where`` and the norm), then normalised exactly."""
+    norm = math.sqrt(sum(v * v for v in q))
+    if abs(norm - 1.0) > 1e-3:
+        raise error(f"{where}: quaternion [w,x,y,z] must have unit norm, has {norm:.6f}")
+    return tuple(v / norm for v in q)
+
+
 # ------------------------------------------------------------------------------ wxyz <-> xyzw
 def wxyz_to_xyzw(q: ArrayLike) -> tuple[float, float, float, float]:
     """``[w, x, y, z]`` -> ``(x, y, z, w)`` (PyBullet's order), unchanged otherwise."""

@@ -21,7 +21,7 @@ import numpy as np
 
 from hiscene_sim.articulation import Articulation, ArticulationError, articulation_from_json
 from hiscene_sim.atomic import atomic_write_text
-from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion
+from hiscene_sim.rotations import quaternion_from_rotation, rotation_from_quaternion, stored_unit_quaternion
 
 FORMAT_NAME = "hiscene-scene"
 FORMAT_VERSION = 2  # 2: objects may carry an ``articulation`` (links and joints); version 1 files still load
@@ -196,11 +196,8 @@ def _parse_pose(data: Any, where: str) -> Pose:
     if unknown:
         raise SceneError(f"{where}: unknown pose keys {sorted(unknown)}")
     position = _vector(data.get("position", [0, 0, 0]), 3, f"{where}.position")
-    orientation = _vector(data.get("orientation", [1, 0, 0, 0]), 4, f"{where}.orientation [w,x,y,z]")
-    norm = math.sqrt(sum(v * v for v in orientation))
-    if abs(norm - 1.0) > 1e-3:
-        raise SceneError(f"{where}.orientation: quaternion [w,x,y,z] must have unit norm, has {norm:.6f}")
-    orientation = tuple(v / norm for v in orientation)
+    orientation = stored_unit_quaternion(_vector(data.get("orientation", [1, 0, 0, 0]), 4, f"{where}.orientation [w,x,y,z]"),
+                                         f"{where}.orientation", SceneError)
     scale = _vector(data.get("scale", [1, 1, 1]), 3, f"{where}.scale")
     if any(abs(s) < 1e-9 for s in scale):
         raise SceneError(f"{where}.scale: every scale factor must be non-zero, got {list(scale)}")
