@@ -19,7 +19,7 @@ VIEW_BACKENDS = "backends: trimesh + fast-simplification (decimation), three.js 
 
 
 def add_view_parser(sub) -> None:
-    from hiscene_sim.view.data import ViewConfig
+    from hiscene_sim.view.config import ViewConfig
 
     d = ViewConfig()
     p = sub.add_parser(
@@ -38,7 +38,7 @@ def add_view_parser(sub) -> None:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from hiscene_sim.view.data import ViewConfig
+    from hiscene_sim.view.config import ViewConfig
     from hiscene_sim.view.page import write_view
 
     if args.max_faces < 1000:

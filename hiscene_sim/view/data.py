@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hiscene_sim.scene import SCENE_FILE, SceneError
+from hiscene_sim.view.config import ViewConfig
 from hiscene_sim.view.meshes import ViewMesh, face_allowances, hull_mesh, load_mesh, view_mesh
 
 log = logging.getLogger(__name__)
@@ -30,15 +31,6 @@ VALIDATION_FILE = "validation.json"
 EXPORT_FILE = "export.json"
 SIMULATORS = {"pybullet": "PyBullet", "mujoco": "MuJoCo"}
 Pose7 = tuple[float, float, float, float, float, float, float]
-
-
-@dataclass(frozen=True)
-class ViewConfig:
-    """The face budget of the visual meshes shown (collision hulls are shown as exported)."""
-
-    max_faces: int = 300_000  # all objects together
-    max_faces_per_object: int = 60_000
-    min_faces_per_object: int = 500
 
 
 @dataclass
