@@ -23,7 +23,7 @@ from exporters.config import ExportConfig
 from exporters.mass import MassProperties, combine_mass_properties, compute_mass_properties
 from exporters.materials import Material, check_plausible
 from exporters.mesh_io import load_mesh
-from exporters.watertight import MeshError, make_watertight
+from exporters.watertight import MeshError, RepairResult, make_watertight
 from hiscene_sim.articulation import Articulation
 from hiscene_sim.scene import Scene, SceneObject
 
@@ -94,35 +94,59 @@ def bake_scale(mesh: trimesh.Trimesh, scale: tuple[float, float, float]) -> trim
     return mesh
 
 
+@dataclass
+class _Body:
+    """One mesh made ready for the writers: watertight, its mass properties and its hulls."""
+
+    repaired: RepairResult
+    mass: MassProperties
+    mass_warnings: list[str]
+    hulls: list[trimesh.Trimesh]
+    hulls_from_cache: bool
+
+
+def _prepare_body(path: Path, scale, who: str, label: str, material_key: tuple[Material, str], config: ExportConfig,
+                  seconds: dict[str, float], inertial=None) -> _Body:
+    """Load ``path`` with ``scale`` baked in, make it watertight, take its mass properties
+    (the input's ``inertial`` when it states them, else volume x the material's density) and
+    decompose it; each step's time is added to ``seconds``. The steps of an object and of each
+    link of an articulated one."""
+    def timed(step: str, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - t0
+        return out
+
+    mesh = timed("load", lambda: bake_scale(load_mesh(path, who), scale))
+    repaired = timed("watertight", make_watertight, mesh, who, config.repair)
+
+    def mass_of():
+        if inertial is not None:
+            return _given_mass(inertial, repaired.solid), []
+        material, key = material_key
+        try:
+            return compute_mass_properties(repaired.solid, label, material.density, key)
+        except ValueError as exc:
+            raise MeshError(f"{who}: {exc}") from None
+
+    mass, mass_warnings = timed("mass", mass_of)
+    hulls, cached = timed("collision", decompose, repaired.solid, config.collision, config.resolved_cache_dir())
+    return _Body(repaired, mass, list(mass_warnings), hulls, cached)
+
+
 def prepare_object(task: ObjectTask) -> PreparedObject:
     obj, config = task.obj, task.config
     if obj.articulation is not None:
         return prepare_articulated(task)
     who = f"object {obj.id!r} ({obj.label!r})"
     seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    mesh = bake_scale(load_mesh(task.scene_dir / obj.mesh, who), obj.pose.scale)
-    seconds["load"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    repaired = make_watertight(mesh, who, config.repair)
-    seconds["watertight"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
     material, key = task.material or config.material(obj.label)
-    try:
-        mass, mass_warnings = compute_mass_properties(repaired.solid, obj.label, material.density, key)
-    except ValueError as exc:
-        raise MeshError(f"{who}: {exc}") from None
+    body = _prepare_body(task.scene_dir / obj.mesh, obj.pose.scale, who, obj.label, (material, key), config, seconds)
+    repaired, mass_warnings = body.repaired, body.mass_warnings
     if not task.is_background:
         # largest extent of the local bounding box: within sqrt(3) of the oriented box's, which PLAUSIBLE_MARGIN covers
         size = float(np.max(repaired.visual.extents))
-        mass_warnings += check_plausible(obj.label, size, mass.mass, obj.id, (material, key))
-    seconds["mass"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    hulls, cached = decompose(repaired.solid, config.collision, config.resolved_cache_dir())
-    seconds["collision"] = time.perf_counter() - t0
+        mass_warnings += check_plausible(obj.label, size, body.mass.mass, obj.id, (material, key))
 
     return PreparedObject(
         id=obj.id,
@@ -133,17 +157,17 @@ def prepare_object(task: ObjectTask) -> PreparedObject:
         scale=obj.pose.scale,
         visual=repaired.visual,
         solid=repaired.solid,
-        hulls=hulls,
-        mass=mass,
+        hulls=body.hulls,
+        mass=body.mass,
         repair_method=repaired.method,
-        hulls_from_cache=cached,
+        hulls_from_cache=body.hulls_from_cache,
         seconds=seconds,
         warnings=[*repaired.warnings, *mass_warnings],
     )
 
 
-def _given_mass(link, solid: trimesh.Trimesh) -> MassProperties:
-    e = link.inertial
+def _given_mass(e, solid: trimesh.Trimesh) -> MassProperties:
+    """An input ``<inertial>`` (hiscene_sim.articulation.Inertial) as the link's mass properties."""
     volume = float(solid.volume)
     return MassProperties(mass=float(e.mass), center_of_mass=tuple(e.center_of_mass), inertia=tuple(e.inertia),
                           volume=volume, density=float(e.mass) / volume if volume > 0 else 0.0,
@@ -159,33 +183,18 @@ def prepare_articulated(task: ObjectTask) -> PreparedObject:
     articulation = obj.articulation.scaled(s, s**3)  # s times larger: masses x s^3, inertia x s^5
     material, key = task.material or config.material(obj.label)
     frames = articulation.link_frames()
-    seconds = {"load": 0.0, "watertight": 0.0, "mass": 0.0, "collision": 0.0}
+    seconds: dict[str, float] = {}
     links: list[PreparedLink] = []
     warnings: list[str] = []
     for link in articulation.links:
         part = f"{who} link {link.name!r}"
-        t0 = time.perf_counter()
-        mesh = bake_scale(load_mesh(task.scene_dir / link.mesh, part), (s, s, s))
-        seconds["load"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        repaired = make_watertight(mesh, part, config.repair)
-        seconds["watertight"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        if link.inertial is not None:
-            mass = _given_mass(link, repaired.solid)
-        else:
-            try:
-                mass, notes = compute_mass_properties(repaired.solid, obj.label, material.density, key)
-            except ValueError as exc:
-                raise MeshError(f"{part}: {exc}") from None
-            warnings += [f"{part}: {n}" for n in notes]
-        seconds["mass"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        hulls, cached = decompose(repaired.solid, config.collision, config.resolved_cache_dir())
-        seconds["collision"] += time.perf_counter() - t0
+        body = _prepare_body(task.scene_dir / link.mesh, (s, s, s), part, obj.label, (material, key), config, seconds,
+                             link.inertial)
+        repaired = body.repaired
+        warnings += [f"{part}: {n}" for n in body.mass_warnings]
         warnings += [f"{part}: {w}" if not w.startswith(who) else w for w in repaired.warnings]
-        links.append(PreparedLink(link.name, link.label, frames[link.name], repaired.visual, repaired.solid, hulls, mass,
-                                  repaired.method, cached))
+        links.append(PreparedLink(link.name, link.label, frames[link.name], repaired.visual, repaired.solid, body.hulls,
+                                  body.mass, repaired.method, body.hulls_from_cache))
 
     def whole(meshes: list[tuple[trimesh.Trimesh, np.ndarray]]) -> trimesh.Trimesh:
         return trimesh.util.concatenate([m.copy().apply_transform(t) for m, t in meshes])
