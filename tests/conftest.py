@@ -23,6 +23,19 @@ def _session_cache(tmp_path_factory, request):
     request.addfinalizer(mp.undo)
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """``hiscene``'s main() installs a console log handler at INFO on the root logger; a test that
+    calls it must not leave it behind for the next test's captured stdout."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @dataclass
 class DeskScene:
     glb: Path
