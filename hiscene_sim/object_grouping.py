@@ -45,6 +45,10 @@ class GroupingConfig:
     min_contact: float = 0.4  # ... and the contact is this long against the part's horizontal size
     min_support: float = 0.7  # ... and the support is at least this share of the part's horizontal size
     min_support_up: float = 0.3  # mean up component of the support's normals under a part whose contact climbs its side
+    balanced_bottom: float = 0.9  # a part balanced on a small base: this share of the contact at its bottom,
+    balanced_support_up: float = 0.3  # ... the support's surface under it facing up (mean normal z),
+    balanced_support: float = 2.0  # ... the support this many times the part's horizontal size,
+    balanced_openness: float = 0.3  # ... and the part closed
     touch_ratio: float = 1.0  # two standing parts touching along less than the smaller's width stay apart
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
@@ -173,6 +177,17 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             footprint = np.linalg.norm(np.maximum(box_hi - box_lo, 0), axis=1) + 2 * tol >= config.min_footprint * hsize
             bottom_length = np.bincount(up_e, weights=bottom * length, minlength=k)[up_id] / 1.3
             footprint &= bottom_length >= config.min_contact * hsize
+            # ... or the part stands balanced on a small base (a bottle's foot, a figure's feet):
+            # all of the contact is at its bottom, its centre is over the patch itself, and the
+            # support is a broad, up-facing surface (a leaf's joint has its centre far off, a
+            # pole is narrow)
+            down_prim = np.where(a == up_e, prims.pairs[cut, 1], prims.pairs[cut, 0])
+            support_up = np.bincount(inv, weights=bottom * prims.normals[down_prim, 2], minlength=len(uniq)) / np.maximum(n_bottom, 1)
+            centred = ((c >= box_lo - tol) & (c <= box_hi + tol)).all(axis=1)
+            balanced = (prims.oriented_normals & centred & (n_bottom >= config.balanced_bottom * counts)
+                        & (support_up >= config.balanced_support_up) & (stats.hsize[down_id] >= config.balanced_support * hsize)
+                        & (stats.openness[up_id] <= config.balanced_openness))
+            footprint |= balanced
             over &= footprint
             # and the support is not narrower than what rests on it: a table top on its legs is one object
             over &= stats.hsize[down_id] >= config.min_support * hsize
@@ -192,8 +207,6 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             # there faces up (a mug's ring on a table top, not a cut through a slab): where the
             # support's cluster took a strip of the part's side (a similar colour, a flush edge), the
             # contact climbs the part's side as well
-            down_prim = np.where(a == up_e, prims.pairs[cut, 1], prims.pairs[cut, 0])
-            support_up = np.bincount(inv, weights=bottom * prims.normals[down_prim, 2], minlength=len(uniq)) / np.maximum(n_bottom, 1)
             # (a Gaussian's normal has no sign, so a splat's parts rest by the first rule only)
             sunk = (prims.oriented_normals & (stats.zmin[down_id] < stats.zmin[up_id] - tol) & (support_up >= config.min_support_up)
                     & (np.min(box_hi - box_lo, axis=1) >= config.min_footprint * hsize))

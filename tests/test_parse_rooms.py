@@ -174,3 +174,34 @@ def test_a_room_from_another_generator_parses_into_its_furniture():
     assert "floor" in parsed.background_kinds.values()
     assert abs(score.n_pred - score.n_gt) <= 0.2 * score.n_gt
     assert score.mean_iou >= 0.7
+
+
+def test_an_object_balanced_on_a_small_base_stays_an_object_of_its_own():
+    """A figure on a narrow foot: its contact is far shorter than its width (no footprint),
+    but all of it is at its bottom, under its centre, on a broad table top."""
+    import dataclasses
+
+    table = trimesh.creation.box(extents=(0.8, 0.6, 0.7))
+    table.apply_translation((0, 0, 0.35))
+    foot = trimesh.creation.cylinder(radius=0.012, height=0.05)
+    foot.apply_translation((0.1, 0.0, 0.725))
+    body = trimesh.creation.box(extents=(0.3, 0.24, 0.12))
+    body.apply_translation((0.1, 0.0, 0.81))
+    figure = trimesh.util.concatenate([foot, body])
+    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True),
+               FusedObjectInfo("table", "table", False, table.bounds.copy(), table),
+               FusedObjectInfo("figure", "figure", False, figure.bounds.copy(), figure)]
+    fused = fuse_meshes(objects, voxel_size=0.008, seed=0)
+    prims = Primitives.of_mesh(fused.mesh)
+    scale = scene_scale(prims)
+    bg = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+
+    def score(config):
+        grouping = group_objects(fused.face_object.copy(), prims, bg, scale, config)
+        return score_face_labels(fused, np.where(grouping.labels >= 0, grouping.labels, 99), {99})
+
+    kept = score(GroupingConfig())
+    assert kept.count_exact and kept.mean_iou > 0.95, kept.summary()
+    # the rule is what keeps it: without it the figure joins the table
+    merged = score(dataclasses.replace(GroupingConfig(), balanced_support=np.inf))
+    assert not merged.count_exact, merged.summary()

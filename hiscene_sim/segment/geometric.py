@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy import ndimage
 
 from hiscene_sim.render.result import RenderResult
@@ -53,12 +54,25 @@ class GeometricSegmenter:
     sharp_crease_deg: float = 80.0
     crease_stride: int = 1  # 3 catches rounded (filleted) contacts, but over-splits; measured worse
     color_delta: float = 0.15
+    # a colour step without a crease (two touching bowls of different colours): the colour,
+    # smoothed over ``color_sigma`` pixels, differs by more than ``color_edge`` across
+    # ``color_span`` pixels; 0 turns it off
+    color_edge: float = 0.2
+    color_sigma: float = 1.0
+    color_span: int = 4
     min_pixels: int = 4
     dilate: int = 1
     name: str = "geometric"
 
     def boundaries(self, view: RenderResult) -> np.ndarray:
         """(H, W) bool: pixels on an entity boundary (or background)."""
+        edge = self._geometric_edges(view)
+        if self.color_edge > 0:
+            edge |= self._color_steps(view)
+        return edge
+
+    def _geometric_edges(self, view: RenderResult) -> np.ndarray:
+        """Occlusion edges and creases (and the background)."""
         valid = np.isfinite(view.depth) & (view.alpha > 0.5)
         points, footprint = view_points(view)
         normal = view.normal.astype(np.float64)
@@ -92,8 +106,47 @@ class GeometricSegmenter:
                 edge[b] |= cut
         return edge
 
+    def _color_steps(self, view: RenderResult) -> np.ndarray:
+        """Thin colour edges: where the smoothed colour differs by more than ``color_edge``
+        between the pixels ``color_span`` before and after, at the pixel where that difference
+        peaks along the axis (so an edge is one pixel wide, as a crease is, and a small object
+        is not eaten by a thick ring)."""
+        valid = np.isfinite(view.depth) & (view.alpha > 0.5)
+        mask = valid.astype(np.float32)
+        weight = np.maximum(ndimage.gaussian_filter(mask, self.color_sigma), 1e-6)
+        smooth = np.stack([ndimage.gaussian_filter(view.color[..., i].astype(np.float32) * mask, self.color_sigma) / weight
+                           for i in range(3)], axis=-1)
+        half = max(self.color_span // 2, 1)
+        reach = 2 * half
+        h, w = valid.shape
+        edge = np.zeros(valid.shape, dtype=bool)
+        for axis in (0, 1):
+            # a step, not a stroke: the colours differ at every distance from ``half`` to
+            # ``2 * half`` pixels each side (a thin dark line differs only where one end falls on it)
+            size = (h, w)[axis]
+            if size <= 2 * reach:
+                continue
+            centre = [slice(None)] * 2
+            centre[axis] = slice(reach, size - reach)
+            diff2 = None
+            for d in range(half, reach + 1):
+                ahead = [slice(None)] * 2
+                behind = [slice(None)] * 2
+                ahead[axis], behind[axis] = slice(reach + d, size - reach + d), slice(reach - d, size - reach - d)
+                step2 = np.sum((smooth[tuple(ahead)] - smooth[tuple(behind)]) ** 2, axis=-1)
+                step2[~(valid[tuple(ahead)] & valid[tuple(behind)])] = 0.0
+                diff2 = step2 if diff2 is None else np.minimum(diff2, step2)
+            diff = np.zeros(valid.shape, dtype=np.float32)
+            diff[tuple(centre)] = np.sqrt(diff2)
+            diff[~valid] = 0.0
+            peak = ndimage.maximum_filter1d(diff, size=2 * half + 1, axis=axis)
+            edge |= (diff > self.color_edge) & (diff >= peak)
+        return edge
+
     def segment(self, view: RenderResult) -> np.ndarray:
-        edge = self.boundaries(view)
+        geometric = self._geometric_edges(view)
+        color_only = self._color_steps(view) & ~geometric if self.color_edge > 0 else None
+        edge = geometric if color_only is None else geometric | color_only
         # one pixel of dilation closes the odd pixel where a boundary test misses (a rounded
         # rim), which would otherwise join two whole regions; afterwards the regions grow back
         # over the dilated pixels (not over the boundary itself), so a small object seen in
@@ -106,12 +159,47 @@ class GeometricSegmenter:
             _, (ri, ci) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
             regrow = closed & ~edge & (view.alpha > 0.5)
             labels[regrow] = labels[ri[regrow], ci[regrow]]
+        if color_only is not None:
+            labels, n = self._merge_alike(labels, n, color_only, view.color)
         sizes = np.bincount(labels.ravel(), minlength=n + 1)
         keep = sizes >= self.min_pixels
         keep[0] = False
         remap = np.full(n + 1, -1, dtype=np.int64)
         remap[keep] = np.arange(int(keep.sum()))
         return remap[labels]
+
+    def _merge_alike(self, labels: np.ndarray, n: int, color_only: np.ndarray, color: np.ndarray) -> tuple[np.ndarray, int]:
+        """Regions apart only across colour-step pixels whose mean colours differ by less than
+        ``color_edge`` are one region again: a textured object's dark strokes and seams close
+        small pieces off, two touching objects of different colours stay apart. (Hand-written:
+        skimage's RAG merging has no way to keep the geometric boundaries uncrossable.)"""
+        pairs = []
+        for axis in (0, 1):
+            for gap in (1, 2):
+                a = [slice(None)] * 2
+                b = [slice(None)] * 2
+                a[axis], b[axis] = slice(0, -gap), slice(gap, None)
+                la, lb = labels[tuple(a)], labels[tuple(b)]
+                across = (la > 0) & (lb > 0) & (la != lb)
+                if gap == 2:
+                    mid = [slice(None)] * 2
+                    mid[axis] = slice(1, -1)
+                    across &= color_only[tuple(mid)]
+                else:
+                    across &= color_only[tuple(a)] | color_only[tuple(b)]
+                pairs.append(np.stack([la[across], lb[across]], axis=1))
+        pairs = np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0)
+        if len(pairs) == 0:
+            return labels, n
+        counts = np.bincount(labels.ravel(), minlength=n + 1).astype(np.float64)
+        means = np.stack([np.bincount(labels.ravel(), weights=color[..., i].ravel(), minlength=n + 1) for i in range(3)], axis=1)
+        means /= np.maximum(counts, 1)[:, None]
+        alike = pairs[np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1) < self.color_edge]
+        graph = sp.coo_matrix((np.ones(len(alike)), (alike[:, 0], alike[:, 1])), shape=(n + 1, n + 1))
+        _, component = sp.csgraph.connected_components(graph, directed=False)
+        component[0] = -1
+        _, merged = np.unique(component, return_inverse=True)  # 0 stays the unlabelled pixels
+        return merged[labels], int(merged.max())
 
 
 @SEGMENTERS.register("geometric")
