@@ -4,7 +4,8 @@
 Separate objects in a fused scene meet only where one rests on another. A part rests on
 another when the contact lies at its bottom, it stands over the contact (its centre over the
 contact patch), the contact is a footprint rather than a joint (long against the part's
-width: a mug's ring, not a leaf's joint on its stem or a table top's four leg ends), the
+width: a mug's ring, not a leaf's joint on its stem or a table top's four leg ends; or, on
+a broad up-facing support, a small base right under the part's centre: a figure's foot), the
 support is not narrower than the part nor a base it covers (a lamp's foot disc), and the
 part is an object at all (not a flat piece inside its support, not an open piece of surface,
 not something already standing on the floor). Every other contact between two clusters (a table leg under its top, two slices of

@@ -5,16 +5,22 @@ A boundary runs between two neighbouring pixels when
   tangent plane, more than ``jump_pixels`` pixel footprints), or
 - they meet in a concave crease (normals differ by more than ``crease_deg`` and bend towards
   each other, as where a mug stands on a table) and their colours differ by more than
-  ``color_delta``, or the crease is sharper than ``sharp_crease_deg`` whatever the colours.
+  ``color_delta``, or the crease is sharper than ``sharp_crease_deg`` whatever the colours, or
+- the colour steps with no crease at all (two touching bowls of different colours): the
+  colour smoothed over ``color_sigma`` pixels differs by more than ``color_edge`` at every
+  distance of 2 to 4 pixels each side (a step, not a texture's stroke), at the pixel where
+  the step peaks (a one-pixel line). Regions apart only across such steps whose mean colours
+  are within ``color_edge`` are one region again (a texture's seams and blotches).
 Entities are the connected regions between boundaries; regions under ``min_pixels`` and the
 boundary pixels themselves get no entity (-1).
 
 What it can separate: objects standing on or leaning against others (a concave crease at
-the contact) that differ in colour or meet at a sharp angle, and anything in front of
-something else (depth jump). What it cannot: two touching objects of the same colour that
-meet smoothly, or an object's parts from the object when they hang below it on a concave
-junction (a table's legs): that is left to the 3D stage (lifting and the support rule in
-:mod:`hiscene_sim.parse`). It sees geometry and albedo only, never semantics.
+the contact) that differ in colour or meet at a sharp angle, touching objects of clearly
+different colours, and anything in front of something else (depth jump). What it cannot:
+two touching objects of the same colour that meet smoothly, or an object's parts from the
+object when they hang below it on a concave junction (a table's legs): that is left to the
+3D stage (lifting and the support rule in :mod:`hiscene_sim.object_grouping`). It sees
+geometry and albedo only, never semantics.
 """
 
 from __future__ import annotations
