@@ -36,12 +36,12 @@ def _regions(labels: np.ndarray, min_pixels: int = 50) -> int:
 def test_a_colour_step_without_a_crease_splits_two_touching_objects():
     # two bowls of one welded surface meeting smoothly: green on the left, white on the right
     view = _top_view(_slab(lambda v: np.where(v[:, :1] < 0, [[90, 160, 90]], [[225, 225, 220]])))
-    labels = GeometricSegmenter().segment(view)
+    labels = GeometricSegmenter(color_edge=0.2).segment(view)
     left, right = labels[80, 40], labels[80, 120]
     assert left >= 0 and right >= 0 and left != right
     assert _regions(labels) == 2
-    # what the colour rule adds is what was missing: without it the slab is one region
-    assert _regions(GeometricSegmenter(color_edge=0.0).segment(view)) == 1
+    # what the colour rule adds is what was missing: without it (the default) the slab is one region
+    assert _regions(GeometricSegmenter().segment(view)) == 1
     # the boundary is thin: nearly every pixel of the slab keeps an entity
     covered = (labels >= 0) & (view.alpha > 0.5)
     assert covered.sum() >= 0.97 * (view.alpha > 0.5).sum()
@@ -51,4 +51,4 @@ def test_wood_grain_is_not_a_boundary():
     # the test sets' wood: stripes of +-14 % brightness every 3-7 cm (a threshold of 0.08
     # cuts this slab into 18 regions)
     view = _top_view(_slab(lambda v: texture(v, np.array([170.0, 120.0, 70.0]), "wood", np.random.default_rng(4))))
-    assert _regions(GeometricSegmenter().segment(view)) == 1
+    assert _regions(GeometricSegmenter(color_edge=0.2).segment(view)) == 1
