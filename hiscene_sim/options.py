@@ -79,6 +79,9 @@ def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -
     g.add_argument("--resolution", type=int, default=0,
                    help="parse: render size in pixels (default 0: about one pixel per surface sample, 512-1024)")
     g.add_argument("--segmenter", default="geometric", help="parse: 2D segmentation backend: geometric (default) or entityseg")
+    g.add_argument("--color-edges", type=float, default=0.0, metavar="DELTA",
+                   help="geometric: also cut where the colour steps by more than DELTA (RGB in [0, 1]) with no crease, "
+                        "e.g. 0.2: separates touching objects of different colours, but splits multi-coloured ones (default 0: off)")
     g.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
     g.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")
 
@@ -88,6 +91,8 @@ def parse_config_from_args(args: argparse.Namespace, seed: int | None = None):
     from hiscene_sim.parse import ParseConfig
 
     options = {}
+    if args.segmenter == "geometric" and getattr(args, "color_edges", 0.0):
+        options = {"color_edge": float(args.color_edges)}
     if args.segmenter == "entityseg":
         options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
     config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter, segmenter_options=options)

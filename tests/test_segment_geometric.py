@@ -52,3 +52,16 @@ def test_wood_grain_is_not_a_boundary():
     # cuts this slab into 18 regions)
     view = _top_view(_slab(lambda v: texture(v, np.array([170.0, 120.0, 70.0]), "wood", np.random.default_rng(4))))
     assert _regions(GeometricSegmenter(color_edge=0.2).segment(view)) == 1
+
+
+def test_color_edges_option_reaches_the_segmenter():
+    import argparse
+
+    from hiscene_sim.options import add_parse_options, parse_config_from_args
+    from hiscene_sim.segment import SEGMENTERS
+
+    parser = argparse.ArgumentParser()
+    add_parse_options(parser)
+    config = parse_config_from_args(parser.parse_args(["--color-edges", "0.2"]))
+    assert SEGMENTERS.create(config.segmenter, **config.segmenter_options).color_edge == 0.2
+    assert parse_config_from_args(parser.parse_args([])).segmenter_options == {}
