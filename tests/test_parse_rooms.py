@@ -91,6 +91,16 @@ def test_objects_merge_unless_one_rests_on_the_other(corner_room):
     assert len(np.unique(grouping.labels[sofa & fg])) == 1 and len(np.unique(grouping.labels[table & fg])) == 1
 
 
+def _on_a_floor(**meshes):
+    """The named meshes on a 2 x 2 m floor, fused at 8 mm: (fused scene, primitives, scale, background)."""
+    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
+    objects += [FusedObjectInfo(name, name, False, mesh.bounds.copy(), mesh) for name, mesh in meshes.items()]
+    fused = fuse_meshes(objects, voxel_size=0.008, seed=0)
+    prims = Primitives.of_mesh(fused.mesh)
+    scale = scene_scale(prims)
+    return fused, prims, scale, detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+
+
 def test_a_mug_on_a_table_stays_an_object_of_its_own():
     """Resting: the contact is at the mug's bottom, under the mug, and spans its footprint."""
     from hiscene_sim.testing.asset_library import make_asset
@@ -99,13 +109,7 @@ def test_a_mug_on_a_table_stays_an_object_of_its_own():
     table = make_asset("synth:table", rng).mesh
     mug = make_asset("synth:mug", rng).mesh
     mug.apply_translation((0.1, 0.0, table.bounds[1][2] + 0.001))
-    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True),
-               FusedObjectInfo("table", "table", False, table.bounds.copy(), table),
-               FusedObjectInfo("mug", "mug", False, mug.bounds.copy(), mug)]
-    fused = fuse_meshes(objects, voxel_size=0.008, seed=0)
-    prims = Primitives.of_mesh(fused.mesh)
-    scale = scene_scale(prims)
-    bg = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+    fused, prims, scale, bg = _on_a_floor(table=table, mug=mug)
     # clusters = the truth, with the table split into its top and legs
     clusters = fused.face_object.copy()
     legs = (fused.face_object == 1) & (prims.centers[:, 2] < table.bounds[1][2] - 0.06)
@@ -188,13 +192,7 @@ def test_an_object_balanced_on_a_small_base_stays_an_object_of_its_own():
     body = trimesh.creation.box(extents=(0.3, 0.24, 0.12))
     body.apply_translation((0.1, 0.0, 0.81))
     figure = trimesh.util.concatenate([foot, body])
-    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True),
-               FusedObjectInfo("table", "table", False, table.bounds.copy(), table),
-               FusedObjectInfo("figure", "figure", False, figure.bounds.copy(), figure)]
-    fused = fuse_meshes(objects, voxel_size=0.008, seed=0)
-    prims = Primitives.of_mesh(fused.mesh)
-    scale = scene_scale(prims)
-    bg = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+    fused, prims, scale, bg = _on_a_floor(table=table, figure=figure)
 
     def score(config):
         grouping = group_objects(fused.face_object.copy(), prims, bg, scale, config)
