@@ -91,7 +91,7 @@ def parse_config_from_args(args: argparse.Namespace, seed: int | None = None):
     from hiscene_sim.parse import ParseConfig
 
     options = {}
-    if args.segmenter == "geometric" and getattr(args, "color_edges", 0.0):
+    if args.segmenter == "geometric" and args.color_edges:
         options = {"color_edge": float(args.color_edges)}
     if args.segmenter == "entityseg":
         options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
