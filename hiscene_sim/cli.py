@@ -213,8 +213,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
     config = parse_config_from_args(args)
     source = read_scene_input(args.scene, "parse", input_frame_from_args(args))
     with Progress(transient=True) as progress:
-        task = progress.add_task("lifting 2D masks to 3D", total=config.lift.iterations)
-        done = parse_input(source, args.out, config, progress=lambda i, n, loss: progress.update(task, completed=i))
+        task = progress.add_task("lifting 2D masks to 3D", total=config.lift.iterations * config.runs)
+        done = parse_input(source, args.out, config, progress=lambda i, n, loss: progress.update(task, completed=i, total=n))
     scene, parsed = done.value
     splat = source.kind is InputKind.GAUSSIANS
     times = ", ".join(f"{k} {v:.1f} s" for k, v in parsed.seconds.items())

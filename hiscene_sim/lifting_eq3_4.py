@@ -176,7 +176,7 @@ def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, obs
     n = len(features)
     features = smooth_features(features, observed, i, j, config.smooth_iterations)
     observed = np.linalg.norm(features, axis=1) > 0  # smoothing reaches some unobserved primitives
-    labels = prototype_labels(features, areas, observed, config.similarity, config.seed)
+    labels = prototype_labels(features, areas, observed, config.similarity, config.seed, min_members=config.min_primitives)
     same = labels[i] == labels[j]
     graph = sp.coo_matrix((np.ones(int(same.sum())), (i[same], j[same])), shape=(n, n))
     _, pieces = sp.csgraph.connected_components(graph, directed=False)
@@ -185,29 +185,41 @@ def cluster(features: np.ndarray, adjacency: sp.spmatrix, areas: np.ndarray, obs
     return relabel_by_area(pieces, areas)
 
 
-def prototype_labels(features: np.ndarray, areas: np.ndarray, observed: np.ndarray, similarity: float, seed: int = 0, sample: int = 2000) -> np.ndarray:
+def prototype_labels(features: np.ndarray, areas: np.ndarray, observed: np.ndarray, similarity: float, seed: int = 0, sample: int = 2000,
+                     min_members: int = 0, patience: int = 25) -> np.ndarray:
     """Greedy prototype clustering of unit features (no single-linkage chaining): -1 for
-    unobserved primitives."""
+    unobserved primitives.
+
+    Densest directions come first, so the tail is noise: primitives whose feature matches no
+    one else's, each becoming a cluster of a handful of members, one loop each (1400 of 1650
+    clusters on a 140k-face tabletop, 70 % of the time). Once ``patience`` clusters in a row have
+    fewer than ``min_members`` members, the rest stay unlabelled (-1): the clean-up gives such
+    small clusters and unlabelled primitives alike to the neighbouring cluster."""
     rng = np.random.default_rng(seed)
     labels = np.full(len(features), -1, dtype=np.int64)
     remaining = np.flatnonzero(observed)
     k = 0
-    while len(remaining):
+    small_in_a_row = 0
+    while len(remaining) and (min_members <= 0 or small_in_a_row < patience):
         probe = remaining if len(remaining) <= sample else rng.choice(remaining, sample, replace=False)
-        density = ((features[probe] @ features[probe].T) >= similarity) @ areas[probe]
-        prototype = features[probe[int(np.argmax(density))]]
+        probed = features[probe]
+        density = ((probed @ probed.T) >= similarity) @ areas[probe]
+        densest = int(np.argmax(density))
+        prototype = probed[densest]
+        candidates = features[remaining]  # gathered once per cluster, not once per refinement
         for _ in range(3):  # refine: mean of the members, then reassign
-            members = remaining[features[remaining] @ prototype >= similarity]
-            if len(members) == 0:
+            inside = candidates @ prototype >= similarity
+            if not inside.any():
                 break
-            mean = (features[members] * areas[members, None]).sum(axis=0)
+            mean = (candidates[inside] * areas[remaining[inside], None]).sum(axis=0)
             prototype = mean / max(np.linalg.norm(mean), 1e-12)
-        members = remaining[features[remaining] @ prototype >= similarity]
-        if len(members) == 0:  # a lone direction: it is its own cluster
-            members = probe[[int(np.argmax(density))]]
-        labels[members] = k
+        inside = candidates @ prototype >= similarity
+        if not inside.any():  # a lone direction: it is its own cluster
+            inside = remaining == probe[densest]
+        labels[remaining[inside]] = k
         k += 1
-        remaining = np.setdiff1d(remaining, members, assume_unique=True)
+        small_in_a_row = small_in_a_row + 1 if inside.sum() < min_members else 0
+        remaining = remaining[~inside]
     return labels
 
 
@@ -247,6 +259,14 @@ def _absorb(labels: np.ndarray, i: np.ndarray, j: np.ndarray, areas: np.ndarray,
     if np.any(labels < 0):  # a piece no observed primitive reaches
         labels[labels < 0] = labels.max() + 1
     return labels
+
+
+def absorb_unlabelled(labels: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Unlabelled (-1) primitives join the neighbouring label most of their edges lead to, one
+    ring per round (``pairs``: (E, 2) neighbouring primitives)."""
+    i = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    j = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    return _absorb(labels, i, j, np.ones(len(labels)), 0.0, 0)
 
 
 def relabel_by_area(labels: np.ndarray, areas: np.ndarray) -> np.ndarray:

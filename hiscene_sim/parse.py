@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,8 +23,9 @@ import scipy.sparse as sp
 import trimesh
 
 from hiscene_sim.atomic import atomic_directory, atomic_write_bytes, check_replaceable
+from hiscene_sim.consensus import consensus_objects
 from hiscene_sim.lifting_eq3_4 import ClusterConfig, LiftConfig, cluster, lift, relabel_by_area
-from hiscene_sim.object_grouping import GroupingConfig, group_objects, resolve_roots
+from hiscene_sim.object_grouping import Grouping, GroupingConfig, group_objects, resolve_roots
 from hiscene_sim.parse_background import FLOOR, WALL, Background, SceneScale, detect_background
 from hiscene_sim.render.cameras import Camera, viewpoints
 from hiscene_sim.render.result import RenderResult
@@ -54,6 +55,10 @@ class ParseConfig:
     floor_min_span: float = 0.6  # a floor's up-facing primitives span this share of the scene's x and y extent
     wall_min_span: float = 0.85  # a wall spans this share of the scene along it
     min_volume_samples: float = 3.0  # no object's hull under (this many surface samples)^3 is written
+    # lifting + clustering + object rules run this many times (seeds lift.seed + r, cluster.seed + r)
+    # and the objects most runs agree on are kept (hiscene_sim.consensus): one seed's result flips
+    # 2-3 of 10 scenes
+    runs: int = 3
 
 
 @dataclass
@@ -229,18 +234,54 @@ def _parse(prims: Primitives, render: Callable, config: ParseConfig, progress) -
     t0 = time.perf_counter()
     view_masks = _segment_views(views, config)
     seconds["segment"] = time.perf_counter() - t0
-    clusters, lifted, seconds["lift"], seconds["cluster"] = _lift_and_cluster(
-        view_masks, len(prims.centers), prims.adjacency(), prims.areas, config, progress
-    )
+    n_views, width = len(views), (views[0].camera.width if views else 0)
+    del views  # the images: lifting needs only the pixel weights and the masks
+    grouping, per_iteration, run_seconds = _objects_by_consensus(view_masks, prims, background, scale, config, progress)
+    seconds.update(run_seconds)
     t0 = time.perf_counter()
-    grouping = group_objects(clusters, prims, background, scale, config.grouping)
     labels, kinds = _with_background(grouping.labels, prims, background)
-    seconds["cleanup"] = time.perf_counter() - t0
-    log.info("parsed %d primitives: %d objects, background %s (spacing %.4g m, %d px views, %s)", len(labels),
-             len(np.unique(labels)) - len(kinds), sorted(kinds.values()), scale.spacing, views[0].camera.width if views else 0,
+    seconds["cleanup"] += time.perf_counter() - t0
+    log.info("parsed %d primitives: %d objects, background %s (spacing %.4g m, %d px views, %d runs, %s)", len(labels),
+             len(np.unique(labels)) - len(kinds), sorted(kinds.values()), scale.spacing, width, config.runs,
              ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items()))
-    return ParsedScene(labels, set(kinds), len(views), seconds, lifted.seconds_per_iteration, kinds, grouping.dropped,
+    return ParsedScene(labels, set(kinds), n_views, seconds, per_iteration, kinds, grouping.dropped,
                        min_volume=(config.min_volume_samples * scale.spacing) ** 3)
+
+
+def _objects_by_consensus(view_masks, prims: Primitives, background: Background, scale: SceneScale, config: ParseConfig,
+                          progress) -> tuple[Grouping, float, dict[str, float]]:
+    """Lifting, clustering and the object rules ``config.runs`` times with seeds ``seed + r``,
+    then the objects a majority of the runs agree on (:func:`hiscene_sim.consensus.consensus_objects`).
+    Returns the grouping (what the first run dropped, then the candidates no majority had), the
+    mean lifting time per iteration, and the seconds of each step summed over the runs."""
+    runs = max(1, int(config.runs))
+    seconds = {"lift": 0.0, "cluster": 0.0, "cleanup": 0.0}
+    labels, dropped, per_iteration = [], [], []
+    adjacency = prims.adjacency()
+    for r in range(runs):
+        run_config = replace(config, lift=replace(config.lift, seed=config.lift.seed + r),
+                             cluster=replace(config.cluster, seed=config.cluster.seed + r))
+        run_progress = None if progress is None else (
+            lambda i, n, loss, r=r: progress(r * n + i, runs * n, loss))
+        clusters, lifted, t_lift, t_cluster = _lift_and_cluster(
+            view_masks, len(prims.centers), adjacency, prims.areas, run_config, run_progress)
+        t0 = time.perf_counter()
+        grouping = group_objects(clusters, prims, background, scale, config.grouping)
+        seconds["lift"] += t_lift
+        seconds["cluster"] += t_cluster
+        seconds["cleanup"] += time.perf_counter() - t0
+        labels.append(grouping.labels)
+        per_iteration.append(lifted.seconds_per_iteration)
+        if r == 0:
+            dropped = list(grouping.dropped)
+        log.info("run %d of %d (seed %d): %d objects", r + 1, runs, run_config.lift.seed,
+                 len(np.unique(grouping.labels[grouping.labels >= 0])))
+    t0 = time.perf_counter()
+    agreed = consensus_objects(labels, prims.areas, prims.pairs)
+    seconds["consensus"] = time.perf_counter() - t0
+    if runs > 1:
+        dropped += [f"consensus: {reason}" for reason in agreed.rejected]
+    return Grouping(agreed.labels, dropped), float(np.mean(per_iteration)), seconds
 
 
 def _with_background(object_labels: np.ndarray, prims: Primitives, background: Background) -> tuple[np.ndarray, dict[int, str]]:
