@@ -12,8 +12,11 @@ feed the same lifting and clustering code through the renderers' sparse pixel we
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -253,35 +256,79 @@ def _objects_by_consensus(view_masks, prims: Primitives, background: Background,
     """Lifting, clustering and the object rules ``config.runs`` times with seeds ``seed + r``,
     then the objects a majority of the runs agree on (:func:`hiscene_sim.consensus.consensus_objects`).
     Returns the grouping (what the first run dropped, then the candidates no majority had), the
-    mean lifting time per iteration, and the seconds of each step summed over the runs."""
+    mean lifting time per iteration, and the seconds of each step summed over the runs.
+
+    The runs are independent; with more than one core they run in forked worker processes (each
+    lifts on one thread, and the views are shared with the parent, not copied). Progress is then
+    reported as the runs finish."""
     runs = max(1, int(config.runs))
+    inputs = (view_masks, prims, background, scale, config)
+    workers = min(runs, _cores())
+    results = []
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        global _RUN_INPUTS
+        _RUN_INPUTS = inputs
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                for r, result in enumerate(pool.map(_run_in_worker, range(runs))):
+                    results.append(result)
+                    if progress is not None:
+                        progress((r + 1) * config.lift.iterations, runs * config.lift.iterations, float("nan"))
+        finally:
+            _RUN_INPUTS = None
+    else:
+        for r in range(runs):
+            run_progress = None if progress is None else (
+                lambda i, n, loss, r=r: progress(r * n + i, runs * n, loss))
+            results.append(_one_run(r, *inputs, run_progress))
     seconds = {"lift": 0.0, "cluster": 0.0, "cleanup": 0.0}
-    labels, dropped, per_iteration = [], [], []
-    adjacency = prims.adjacency()
-    for r in range(runs):
-        run_config = replace(config, lift=replace(config.lift, seed=config.lift.seed + r),
-                             cluster=replace(config.cluster, seed=config.cluster.seed + r))
-        run_progress = None if progress is None else (
-            lambda i, n, loss, r=r: progress(r * n + i, runs * n, loss))
-        clusters, lifted, t_lift, t_cluster = _lift_and_cluster(
-            view_masks, len(prims.centers), adjacency, prims.areas, run_config, run_progress)
-        t0 = time.perf_counter()
-        grouping = group_objects(clusters, prims, background, scale, config.grouping)
-        seconds["lift"] += t_lift
-        seconds["cluster"] += t_cluster
-        seconds["cleanup"] += time.perf_counter() - t0
-        labels.append(grouping.labels)
-        per_iteration.append(lifted.seconds_per_iteration)
-        if r == 0:
-            dropped = list(grouping.dropped)
-        log.info("run %d of %d (seed %d): %d objects", r + 1, runs, run_config.lift.seed,
-                 len(np.unique(grouping.labels[grouping.labels >= 0])))
+    for result in results:
+        for key in seconds:
+            seconds[key] += result.seconds[key]
     t0 = time.perf_counter()
-    agreed = consensus_objects(labels, prims.areas, prims.pairs)
+    agreed = consensus_objects([result.labels for result in results], prims.areas, prims.pairs)
     seconds["consensus"] = time.perf_counter() - t0
+    dropped = list(results[0].dropped)
     if runs > 1:
         dropped += [f"consensus: {reason}" for reason in agreed.rejected]
-    return Grouping(agreed.labels, dropped), float(np.mean(per_iteration)), seconds
+    return Grouping(agreed.labels, dropped), float(np.mean([r.per_iteration for r in results])), seconds
+
+
+@dataclass
+class _Run:
+    labels: np.ndarray  # object id per primitive, -1 background
+    dropped: list[str]
+    per_iteration: float
+    seconds: dict[str, float]
+
+
+_RUN_INPUTS = None  # what forked workers read (set by the parent just before forking, never pickled)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _run_in_worker(r: int) -> _Run:
+    return _one_run(r, *_RUN_INPUTS, None)
+
+
+def _one_run(r: int, view_masks, prims: Primitives, background: Background, scale: SceneScale, config: ParseConfig,
+             progress) -> _Run:
+    """One seed's lifting, clustering and object rules."""
+    run_config = replace(config, lift=replace(config.lift, seed=config.lift.seed + r),
+                         cluster=replace(config.cluster, seed=config.cluster.seed + r))
+    clusters, lifted, t_lift, t_cluster = _lift_and_cluster(
+        view_masks, len(prims.centers), prims.adjacency(), prims.areas, run_config, progress)
+    t0 = time.perf_counter()
+    grouping = group_objects(clusters, prims, background, scale, config.grouping)
+    t_group = time.perf_counter() - t0
+    log.info("run %d (seed %d): %d objects", r + 1, run_config.lift.seed, len(np.unique(grouping.labels[grouping.labels >= 0])))
+    return _Run(grouping.labels, grouping.dropped, lifted.seconds_per_iteration,
+                {"lift": t_lift, "cluster": t_cluster, "cleanup": t_group})
 
 
 def _with_background(object_labels: np.ndarray, prims: Primitives, background: Background) -> tuple[np.ndarray, dict[int, str]]:
