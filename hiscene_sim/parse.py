@@ -3,7 +3,9 @@
 render the A.1 viewpoints -> 2D entity segmentation per view -> contrastive lifting of the
 masks to a feature per primitive (Eq. 3-4) -> clustering into instances -> 3D clean-up
 (adjacent parts join unless one rests on the other; the floor is recognised as background) -> a
-scene dir with one object per instance.
+scene dir with one object per instance. Lifting, clustering and clean-up run ``ParseConfig.runs``
+times with consecutive seeds and the objects most runs agree on are kept
+(:mod:`hiscene_sim.consensus`).
 
 Primitives are mesh faces (``parse_mesh``) or 3D Gaussians (``parse_gaussians``); both
 feed the same lifting and clustering code through the renderers' sparse pixel weights.
@@ -306,10 +308,14 @@ _RUN_INPUTS = None  # what forked workers read (set by the parent just before fo
 
 
 def _cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by ``OMP_NUM_THREADS`` when set (Ray
+    sets it to a task's CPUs, so a batch task does not fork more workers than it was given)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(limit))) if limit.isdigit() and int(limit) > 0 else cores
 
 
 def _run_in_worker(r: int) -> _Run:
