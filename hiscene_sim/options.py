@@ -94,7 +94,7 @@ def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -
                    help="geometric: also cut where the colour steps by more than DELTA (RGB in [0, 1]) with no crease, "
                         "e.g. 0.2: separates touching objects of different colours, but splits multi-coloured ones (default 0: off)")
     g.add_argument("--runs", type=_positive_int, default=3, metavar="N",
-                   help="parse: lift, cluster and group N times with seeds SEED..SEED+N-1 and keep the objects most runs agree "
+                   help="parse: lift, cluster and group N times with consecutive seeds and keep the objects most runs agree "
                         "on (default 3; 1: one run, about a third of the lifting and clustering time)")
     g.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
     g.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")

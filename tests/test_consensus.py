@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hiscene_sim.consensus import consensus_objects
 from hiscene_sim.lifting_eq3_4 import prototype_labels
@@ -80,3 +81,17 @@ def test_prototype_clustering_stops_on_a_tail_of_lone_features():
     np.testing.assert_array_equal(cut[:800], full[:800])  # the two real clusters are the same
     assert len(np.unique(cut[:800])) == 2
     assert (cut[800:] == -1).sum() > 200  # the tail is left for the clean-up to absorb
+
+
+def test_runs_option_reaches_the_parse_config(capsys):
+    import argparse
+
+    from hiscene_sim.options import add_parse_options, parse_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parse_options(parser)
+    assert parse_config_from_args(parser.parse_args([])).runs == 3
+    assert parse_config_from_args(parser.parse_args(["--runs", "1"])).runs == 1
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--runs", "0"])
+    assert "--runs: expected a whole number >= 1, got '0'" in capsys.readouterr().err
