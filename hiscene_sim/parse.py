@@ -304,7 +304,9 @@ class _Run:
     seconds: dict[str, float]
 
 
-_RUN_INPUTS = None  # what forked workers read (set by the parent just before forking, never pickled)
+# What forked workers read: set by the parent just before it forks them, so the views are shared
+# rather than pickled. One parse at a time per process (batch runs each scene in its own process).
+_RUN_INPUTS = None
 
 
 def _cores() -> int:
@@ -445,7 +447,7 @@ def write_parsed_scene(parts: dict[int, ParsedPart], parsed: ParsedScene, out_di
         "parse", f"render+{config.segmenter}+contrastive-lifting",
         {"source": str(Path(source).resolve()), "views": config.views, "n_views": parsed.n_views,
          "min_object_volume_m3": parsed.min_volume, "dropped": parsed.dropped,
-         "resolution": config.resolution, "lift": asdict(config.lift), "cluster": asdict(config.cluster),
+         "resolution": config.resolution, "runs": config.runs, "lift": asdict(config.lift), "cluster": asdict(config.cluster),
          **({"frame": frame} if frame is not None else {})},
         seconds=round(sum(parsed.seconds.values()), 3), created=datetime.now(timezone.utc).isoformat(),
     )
