@@ -107,6 +107,11 @@ class MujocoScene:
         v = self.data.qvel[dof : dof + 6]
         return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
 
+    def velocity(self, oid: str) -> np.ndarray:
+        """The free joint's 6 velocities (linear, then angular)."""
+        dof = self.dof[oid]
+        return np.array(self.data.qvel[dof : dof + 6], dtype=float)
+
     def speeds(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(linear, angular) speeds of ``ids`` at once (free joints: 3 linear then 3 angular dofs)."""
         dofs = np.array([self.dof[oid] for oid in ids], dtype=int).reshape(-1, 1)
@@ -181,12 +186,17 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
     dt = scene.timestep
     steps = max(1, round(config.seconds / dt))
     last_moving = np.zeros(len(fg))
+    window = min(steps, max(1, round(config.rest_window_s / dt)))
+    velocity_sum = {oid: np.zeros(6) for oid in fg}
     t0 = time.perf_counter()
     for i in range(steps):
         scene.step()
         if fg:
             lin, ang = scene.speeds(fg)
             last_moving[(lin > config.rest_linear_speed) | (ang > config.rest_angular_speed)] = (i + 1) * dt
+            if i >= steps - window:
+                for oid in fg:
+                    velocity_sum[oid] += scene.velocity(oid)
     wall = time.perf_counter() - t0
     bad = {w: int(scene.data.warning[getattr(scene.mj.mjtWarning, w)].number)
            for w in ("mjWARN_BADQACC", "mjWARN_BADQPOS", "mjWARN_BADQVEL")}
@@ -195,7 +205,8 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
         diverged = "MuJoCo reported " + ", ".join(f"{w} x{n}" for w, n in bad.items() if n)
     elif not (np.all(np.isfinite(scene.data.qpos)) and np.all(np.isfinite(scene.data.qvel))):
         diverged = "non-finite MuJoCo state"
-    speeds = {oid: scene.speed(oid) for oid in fg}
+    # the mean velocity over the last window: a vibration in place averages out, a motion does not
+    speeds = {oid: (float(np.linalg.norm(v[:3] / window)), float(np.linalg.norm(v[3:] / window))) for oid, v in velocity_sum.items()}
     rest, pairs_rest = scene.states(config)
     moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
     settle = {oid: None if moving[oid] else float(last_moving[k]) for k, oid in enumerate(fg)}
