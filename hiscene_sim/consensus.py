@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hiscene_sim.lifting_eq3_4 import absorb_unlabelled
+
 log = logging.getLogger(__name__)
 
 
@@ -48,8 +50,6 @@ class Consensus:
 def consensus_objects(runs: list[np.ndarray], areas: np.ndarray, pairs: np.ndarray, min_iou: float = 0.5) -> Consensus:
     """Objects most of ``runs`` agree on. ``runs``: per run, an object id per primitive (-1:
     background); ``areas``: each primitive's area; ``pairs``: (E, 2) neighbouring primitives."""
-    from hiscene_sim.lifting_eq3_4 import absorb_unlabelled
-
     n_runs = len(runs)
     labels = np.stack([np.asarray(r, dtype=np.int64) for r in runs])
     if n_runs == 1:
