@@ -107,16 +107,14 @@ class MujocoScene:
         v = self.data.qvel[dof : dof + 6]
         return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
 
-    def velocity(self, oid: str) -> np.ndarray:
-        """The free joint's 6 velocities (linear, then angular)."""
-        dof = self.dof[oid]
-        return np.array(self.data.qvel[dof : dof + 6], dtype=float)
+    def velocities(self, ids: list[str]) -> np.ndarray:
+        """(len(ids), 6) free-joint velocities of ``ids`` at once: 3 linear, then 3 angular."""
+        dofs = np.array([self.dof[oid] for oid in ids], dtype=int).reshape(-1, 1)
+        return np.asarray(self.data.qvel)[dofs + np.arange(6)]
 
     def speeds(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(linear, angular) speeds of ``ids`` at once (free joints: 3 linear then 3 angular dofs)."""
-        dofs = np.array([self.dof[oid] for oid in ids], dtype=int).reshape(-1, 1)
-        v = np.asarray(self.data.qvel)[dofs + np.arange(6)]
-        return np.linalg.norm(v[:, :3], axis=1), np.linalg.norm(v[:, 3:], axis=1)
+        """(linear, angular) speeds of ``ids`` at once."""
+        return _speeds(self.velocities(ids))
 
     def proximities(self, search: float) -> list[tuple[str, str, float, float]]:
         """(a, b, geometric distance, z of the unit normal from b towards a) for both orders
@@ -179,6 +177,11 @@ class MujocoScene:
         return states, [PenetratingPair(a, b, dd) for (a, b), dd in sorted(pairs.items())]
 
 
+def _speeds(velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(linear, angular) speeds of (n, 6) free-joint velocities."""
+    return np.linalg.norm(velocity[:, :3], axis=1), np.linalg.norm(velocity[:, 3:], axis=1)
+
+
 def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observation:
     scene = MujocoScene(manifest)
     start, pairs_start = scene.states(config)
@@ -187,16 +190,16 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
     steps = max(1, round(config.seconds / dt))
     last_moving = np.zeros(len(fg))
     window = min(steps, max(1, round(config.rest_window_s / dt)))
-    velocity_sum = {oid: np.zeros(6) for oid in fg}
+    velocity_sum = np.zeros((len(fg), 6))
     t0 = time.perf_counter()
     for i in range(steps):
         scene.step()
         if fg:
-            lin, ang = scene.speeds(fg)
+            velocity = scene.velocities(fg)
+            lin, ang = _speeds(velocity)
             last_moving[(lin > config.rest_linear_speed) | (ang > config.rest_angular_speed)] = (i + 1) * dt
             if i >= steps - window:
-                for oid in fg:
-                    velocity_sum[oid] += scene.velocity(oid)
+                velocity_sum += velocity
     wall = time.perf_counter() - t0
     bad = {w: int(scene.data.warning[getattr(scene.mj.mjtWarning, w)].number)
            for w in ("mjWARN_BADQACC", "mjWARN_BADQPOS", "mjWARN_BADQVEL")}
@@ -206,7 +209,8 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
     elif not (np.all(np.isfinite(scene.data.qpos)) and np.all(np.isfinite(scene.data.qvel))):
         diverged = "non-finite MuJoCo state"
     # the mean velocity over the last window: a vibration in place averages out, a motion does not
-    speeds = {oid: (float(np.linalg.norm(v[:3] / window)), float(np.linalg.norm(v[3:] / window))) for oid, v in velocity_sum.items()}
+    lin, ang = _speeds(velocity_sum / window)
+    speeds = {oid: (float(lin[k]), float(ang[k])) for k, oid in enumerate(fg)}
     rest, pairs_rest = scene.states(config)
     moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
     settle = {oid: None if moving[oid] else float(last_moving[k]) for k, oid in enumerate(fg)}
