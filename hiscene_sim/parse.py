@@ -264,7 +264,7 @@ def _objects_by_consensus(view_masks, prims: Primitives, background: Background,
     lifts on one thread, and the views are shared with the parent, not copied). Progress is then
     reported as the runs finish."""
     runs = max(1, int(config.runs))
-    inputs = (view_masks, prims, background, scale, config)
+    inputs = (view_masks, prims, prims.adjacency(), background, scale, config)  # the graph built once for every run
     workers = min(runs, _cores())
     results = []
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
@@ -324,13 +324,13 @@ def _run_in_worker(r: int) -> _Run:
     return _one_run(r, *_RUN_INPUTS, None)
 
 
-def _one_run(r: int, view_masks, prims: Primitives, background: Background, scale: SceneScale, config: ParseConfig,
-             progress) -> _Run:
+def _one_run(r: int, view_masks, prims: Primitives, adjacency: sp.coo_matrix, background: Background, scale: SceneScale,
+             config: ParseConfig, progress) -> _Run:
     """One seed's lifting, clustering and object rules."""
     run_config = replace(config, lift=replace(config.lift, seed=config.lift.seed + r),
                          cluster=replace(config.cluster, seed=config.cluster.seed + r))
     clusters, lifted, t_lift, t_cluster = _lift_and_cluster(
-        view_masks, len(prims.centers), prims.adjacency(), prims.areas, run_config, progress)
+        view_masks, len(prims.centers), adjacency, prims.areas, run_config, progress)
     t0 = time.perf_counter()
     grouping = group_objects(clusters, prims, background, scale, config.grouping)
     t_group = time.perf_counter() - t0
