@@ -32,6 +32,7 @@ import time
 
 import numpy as np
 
+from hiscene_sim.object_grouping import GroupingConfig
 from hiscene_sim.parse import ParseConfig, parse_gaussians, parse_mesh
 from hiscene_sim.testing.parse_metrics import score_face_labels, score_gaussian_labels
 from hiscene_sim.testing.scene_sets import SetSpec, large_room, load_set_scene, splat_of, split_specs
@@ -119,21 +120,23 @@ def large_child(runs: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "test", "holdout", "both", "all"], default="both",
-                    help="both: dev and test; all: dev, test and holdout")
+    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "both", "all"], default="both",
+                    help="both: dev and test; all: dev, test, holdout and holdout2")
     ap.add_argument("--kinds", default="tabletop,room")
     ap.add_argument("--splat", action="store_true", help="also parse each scene written as 3D Gaussians")
     ap.add_argument("--no-large", action="store_true")
     ap.add_argument("--large-only", action="store_true", help="only the large room")
     ap.add_argument("--runs", type=int, default=ParseConfig().runs, help="lifting runs combined by consensus (default %(default)s)")
+    ap.add_argument("--crease", type=float, default=GroupingConfig().crease,
+                    help="concave-crease cut threshold (default %(default)s; 0: no cut, as before it existed)")
     ap.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.large_child:
         large_child(args.runs)
         return
-    config = ParseConfig(runs=args.runs)
+    config = ParseConfig(runs=args.runs, grouping=GroupingConfig(crease=args.crease))
     kinds = tuple(args.kinds.split(","))
-    splits = {"both": ["dev", "test"], "all": ["dev", "test", "holdout"]}.get(args.split, [args.split])
+    splits = {"both": ["dev", "test"], "all": ["dev", "test", "holdout", "holdout2"]}.get(args.split, [args.split])
     if args.large_only:
         splits = []
     for split in splits:

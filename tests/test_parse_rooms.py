@@ -119,6 +119,65 @@ def test_a_mug_on_a_table_stays_an_object_of_its_own():
     assert score.count_exact and score.mean_iou > 0.95, score.summary()
 
 
+@pytest.mark.parametrize("height_share", [0.35, 0.7])
+def test_a_strip_of_a_cans_side_in_the_tables_cluster_is_cut_off_at_the_crease(height_share):
+    """The lifted clusters put the lower part of one side of a can (a similar colour, never
+    separated in 2D) into the table's cluster. Cut at the concave crease where the can meets the
+    table, the strip goes back to the can; without the cut it stays with the table (a low strip)
+    or takes the can with it (a high one: the contact climbs the can's side)."""
+    import dataclasses
+
+    table = trimesh.creation.box(extents=(0.8, 0.6, 0.7))
+    table.apply_translation((0, 0, 0.35))
+    can = trimesh.creation.cylinder(radius=0.05, height=0.14, sections=48)
+    can.apply_translation((0.1, 0.0, 0.77))
+    fused, prims, scale, bg = _on_a_floor(table=table, can=can)
+    is_can = fused.face_object == 2
+    lo, hi = prims.zmin[is_can].min(), prims.zmax[is_can].max()
+    strip = is_can & (prims.centers[:, 0] > 0.1) & (prims.centers[:, 2] < lo + height_share * (hi - lo))
+    clusters = fused.face_object.copy()
+    clusters[strip] = 1
+
+    def can_iou(config):
+        grouping = group_objects(clusters, prims, bg, scale, config)
+        score = score_face_labels(fused, np.where(grouping.labels >= 0, grouping.labels, 99), {99})
+        return score, score.rows[[r.gt_name for r in score.rows].index("can")].iou
+
+    cut, cut_iou = can_iou(GroupingConfig())
+    assert cut.count_exact and cut_iou > 0.95, cut.summary()
+    uncut, uncut_iou = can_iou(dataclasses.replace(GroupingConfig(), crease=0.0))
+    assert uncut_iou < cut_iou - 0.05, uncut.summary()
+
+
+def test_a_cluster_is_cut_only_along_its_concave_creases():
+    """A box standing on a slab, fused into one surface and one cluster: the only faces that fold
+    inwards past the threshold are at the box's foot, where its sides meet the slab (not along
+    the box's convex edges, not on its faces), and cutting there gives the box and the slab."""
+    import scipy.sparse as sp
+
+    from hiscene_sim.creases import face_fold, split_at_creases
+
+    slab = trimesh.creation.box(extents=(0.6, 0.6, 0.1))
+    slab.apply_translation((0, 0, 0.05))
+    block = trimesh.creation.box(extents=(0.2, 0.2, 0.2))
+    block.apply_translation((0, 0, 0.2))
+    fused = fuse_meshes([FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("slab", slab), ("block", block))],
+                        voxel_size=0.008, seed=0)
+    prims = Primitives.of_mesh(fused.mesh)
+    config = GroupingConfig()
+    fold = face_fold(prims.pairs, prims.centers, prims.normals, prims.areas, config.crease_smoothing)
+    crease = fold >= config.crease
+    height, beside = prims.centers[:, 2], np.max(np.abs(prims.centers[:, :2]), axis=1)
+    assert crease.sum() > 20
+    assert np.all((height[crease] > 0.1) & (height[crease] < 0.13) & (np.abs(beside[crease] - 0.1) < 0.02))
+    n = len(fold)
+    graph = sp.coo_matrix((np.ones(len(prims.pairs)), (prims.pairs[:, 0], prims.pairs[:, 1])), shape=(n, n))
+    pieces = split_at_creases(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), prims, graph, config.crease,
+                              config.crease_smoothing, config.crease_min_piece * prims.spacing)
+    score = score_face_labels(fused, pieces, set())
+    assert score.count_exact and score.mean_iou > 0.95, score.summary()
+
+
 def test_no_object_under_the_minimum_volume_is_written(corner_room, tmp_path):
     """A parse whose labels give a few faces an instance of their own: the writer drops it
     (its hull is under the minimum volume) and says so in the provenance."""
