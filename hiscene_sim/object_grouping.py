@@ -1,21 +1,23 @@
 """From lifted clusters to objects: the 3D rules that decide what is one object (paper 3.2's
 "3D clean-up", which the paper leaves to the segmentation model and we cannot).
 
-Separate objects in a fused scene meet only where one rests on another. A part rests on
-another when the contact lies at its bottom, it stands over the contact (its centre over the
-contact patch), the contact is a footprint rather than a joint (long against the part's
-width: a mug's ring, not a leaf's joint on its stem or a table top's four leg ends; or, on
-a broad up-facing support, a small base right under the part's centre: a figure's foot), the
-support is not narrower than the part nor a base it covers (a lamp's foot disc), and the
-part is an object at all (not a flat piece inside its support, not an open piece of surface,
-not something already standing on the floor). Every other contact between two clusters (a table leg under its top, two slices of
-one table top, a teddy's arm) is inside one object, so those clusters merge: side contacts
-first, so a support's fragments join before what stands on them is judged; each cluster
-joins the neighbour it touches most, and only the smaller of two moves. Two closed parts that
-each stand on something and touch along a side contact shorter than the smaller one's width
-(a teddy welded to the mug beside it, a tucked chair's leg against the table's) stay two: a
-cut through one object runs around its whole section. Then what is left must be a
-plausible object:
+Separate objects in a fused scene meet only where one rests on another, and there the surface
+folds inwards: every cluster is first cut along the concave creases through it
+(:mod:`hiscene_sim.creases`), so a strip of a mug's side that went into the table's cluster
+ends at the mug's foot. A part rests on another when the contact lies at its bottom, it stands
+over the contact (its centre over the contact patch), the contact is a footprint rather than a
+joint (long against the part's width: a mug's ring, not a leaf's joint on its stem or a table
+top's four leg ends; or, on a broad up-facing support, a small base right under the part's
+centre: a figure's foot), the support is not narrower than the part nor a base it covers (a
+lamp's foot disc), and the part is an object at all (not a flat piece inside its support, not
+an open piece of surface, not something already standing on the floor). Every other contact
+between two clusters (a table leg under its top, two slices of one table top, a teddy's arm) is
+inside one object, so those clusters merge: side contacts first, so a support's fragments join
+before what stands on them is judged; each cluster joins the neighbour it touches most, and
+only the smaller of two moves. Two closed parts that each stand on something and touch along a
+side contact shorter than the smaller one's width (a teddy welded to the mug beside it, a
+tucked chair's leg against the table's) stay two: a cut through one object runs around its
+whole section. Then what is left must be a plausible object:
 
 * a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
   few samples, else goes to the background;
@@ -301,12 +303,14 @@ def group_objects(clusters: np.ndarray, prims, background, scale, config: Groupi
     n = len(labels)
     graph = sp.coo_matrix((np.ones(int(same.sum())), (pairs[same, 0], pairs[same, 1])), shape=(n, n))
     _, pieces = sp.csgraph.connected_components(graph, directed=False)
-    if config.crease > 0 and prims.oriented_normals:
-        pieces = split_at_creases(pieces, fg, prims, graph, config.crease, config.crease_smoothing,
-                                  config.crease_min_piece * scale.spacing)
-    labels = np.where(fg, pieces, labels)
     notes: list[str] = []
     dropped: list[str] = []
+    if config.crease > 0 and prims.oriented_normals:
+        before = len(np.unique(pieces[fg]))
+        pieces = split_at_creases(pieces, fg, prims, graph, config.crease, config.crease_smoothing,
+                                  config.crease_min_piece * scale.spacing)
+        notes.append(f"concave creases: {before} clusters cut into {len(np.unique(pieces[fg]))} pieces")
+    labels = np.where(fg, pieces, labels)
     labels = _floor_patches(labels, prims, tol, dropped)
     labels = _wall_pieces(labels, prims, background, scale, config.wall_band, dropped)
     labels = merge_unless_resting(labels, prims, tol, config, notes)

@@ -2,10 +2,10 @@
 
 render the A.1 viewpoints -> 2D entity segmentation per view -> contrastive lifting of the
 masks to a feature per primitive (Eq. 3-4) -> clustering into instances -> 3D clean-up
-(adjacent parts join unless one rests on the other; the floor is recognised as background) -> a
-scene dir with one object per instance. Lifting, clustering and clean-up run ``ParseConfig.runs``
-times with consecutive seeds and the objects most runs agree on are kept
-(:mod:`hiscene_sim.consensus`).
+(clusters cut at concave creases; adjacent parts join unless one rests on the other; the floor
+is recognised as background) -> a scene dir with one object per instance. Lifting, clustering
+and clean-up run ``ParseConfig.runs`` times with consecutive seeds and the objects most runs
+agree on are kept (:mod:`hiscene_sim.consensus`).
 
 Primitives are mesh faces (``parse_mesh``) or 3D Gaussians (``parse_gaussians``); both
 feed the same lifting and clustering code through the renderers' sparse pixel weights.
