@@ -16,7 +16,7 @@ PARSE_BACKENDS = (
     "backends (CPU, no weights): background = floor and wall planes found on the primitives first; render = "
     "Embree ray casting (A.1 viewpoints: corner views when walls are found, else 360 deg); 2D segmentation = "
     "geometric (depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); "
-    "objects = prototype clustering + the rest-on rule + plausibility (loose, flat and too-small clusters merged "
+    "objects = prototype clustering + a cut along concave creases + the rest-on rule + plausibility (loose, flat and too-small clusters merged "
     "or sent to the background; nothing under the minimum volume written), over --runs seeds with the objects most runs "
     "agree on kept"
 )
@@ -59,6 +59,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 # ------------------------------------------------------------------------------ input frame
 def add_input_options(p: argparse.ArgumentParser, applies: str = "") -> None:
     """``--up``, ``--units``, ``--scale``: how the front door reads a scene file's coordinates.
@@ -84,6 +94,8 @@ def input_frame_from_args(args: argparse.Namespace):
 
 # ------------------------------------------------------------------------------ parse
 def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -> None:
+    from hiscene_sim.object_grouping import GroupingConfig
+
     g = p.add_argument_group(group) if group else p
     g.add_argument("--views", choices=("auto", "open", "corner"), default="auto",
                    help="parse: A.1 viewpoint set: corner (a) or 360 deg (b); auto (default): corner when walls are found")
@@ -96,12 +108,17 @@ def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -
     g.add_argument("--runs", type=_positive_int, default=3, metavar="N",
                    help="parse: lift, cluster and group N times with consecutive seeds and keep the objects most runs agree "
                         "on (default 3; 1: one run, about a third of the lifting and clustering time)")
+    g.add_argument("--crease", type=_non_negative_float, default=GroupingConfig().crease, metavar="T",
+                   help="parse: cut every cluster along the concave creases through it (where the normals turn by T or more "
+                        "between neighbouring faces) before the object rules, so a strip of an item's side in its support's "
+                        "cluster goes back to the item (default %(default)s; 0: no cut)")
     g.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
     g.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")
 
 
 def parse_config_from_args(args: argparse.Namespace, seed: int | None = None):
     """The ParseConfig of ``add_parse_options``; ``seed`` seeds lifting and clustering."""
+    from hiscene_sim.object_grouping import GroupingConfig
     from hiscene_sim.parse import ParseConfig
 
     options = {}
@@ -110,7 +127,7 @@ def parse_config_from_args(args: argparse.Namespace, seed: int | None = None):
     if args.segmenter == "entityseg":
         options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
     config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter, segmenter_options=options,
-                         runs=args.runs)
+                         runs=args.runs, grouping=GroupingConfig(crease=args.crease))
     if seed is not None:
         config = dataclasses.replace(config, lift=dataclasses.replace(config.lift, seed=seed),
                                      cluster=dataclasses.replace(config.cluster, seed=seed))

@@ -95,3 +95,19 @@ def test_runs_option_reaches_the_parse_config(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--runs", "0"])
     assert "--runs: expected a whole number >= 1, got '0'" in capsys.readouterr().err
+
+
+def test_crease_option_reaches_the_grouping_config(capsys):
+    import argparse
+
+    from hiscene_sim.object_grouping import GroupingConfig
+    from hiscene_sim.options import add_parse_options, parse_config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_parse_options(parser)
+    assert parse_config_from_args(parser.parse_args([])).grouping.crease == GroupingConfig().crease > 0
+    assert parse_config_from_args(parser.parse_args(["--crease", "0"])).grouping.crease == 0
+    for bad in ("-0.1", "nan", "x"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--crease", bad])
+        assert f"--crease: expected a number >= 0, got '{bad}'" in capsys.readouterr().err
