@@ -16,9 +16,9 @@ PARSE_BACKENDS = (
     "backends (CPU, no weights): background = floor and wall planes found on the primitives first; render = "
     "Embree ray casting (A.1 viewpoints: corner views when walls are found, else 360 deg); 2D segmentation = "
     "geometric (depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); "
-    "objects = prototype clustering + a cut along concave creases + the rest-on rule + plausibility (loose, flat and too-small clusters merged "
-    "or sent to the background; nothing under the minimum volume written), over --runs seeds with the objects most runs "
-    "agree on kept"
+    "objects = prototype clustering + a cut along concave creases + the rest-on rule + plausibility (loose, flat and "
+    "too-small clusters merged or sent to the background; nothing under the minimum volume written), over --runs seeds "
+    "with the objects most runs agree on kept"
 )
 
 
