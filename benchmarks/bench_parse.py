@@ -120,7 +120,7 @@ def large_child(runs: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "both", "all"], default="both",
+    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "both", "all"], default="both",
                     help="both: dev and test; all: dev, test, holdout and holdout2")
     ap.add_argument("--kinds", default="tabletop,room")
     ap.add_argument("--splat", action="store_true", help="also parse each scene written as 3D Gaussians")
@@ -141,7 +141,7 @@ def main() -> None:
         splits = []
     for split in splits:
         rows = []
-        print(f"\n## split {split}" + ("  (tuned on)" if split == "dev" else "  (held out: never looked at while tuning)"))
+        print(f"\n## split {split}" + ("  (tuned on)" if split in ("dev", "dev2") else "  (held out: never looked at while tuning)"))
         print(f"{'scene':24s} {'faces':>7s} {'vox':>4s} {'IoU':>6s} {'pred/true':>9s} {'ok':>3s} {'s':>6s} {'drop':>4s}  per object")
         for spec in split_specs(split, kinds):
             for splat in ((False, True) if args.splat else (False,)):
