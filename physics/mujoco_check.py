@@ -102,11 +102,6 @@ class MujocoScene:
             q = -q
         return tuple(float(v) for v in self.data.xpos[b]), tuple(float(v) for v in q)
 
-    def speed(self, oid: str) -> tuple[float, float]:
-        dof = self.dof[oid]
-        v = self.data.qvel[dof : dof + 6]
-        return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
-
     def velocities(self, ids: list[str]) -> np.ndarray:
         """(len(ids), 6) free-joint velocities of ``ids`` at once: 3 linear, then 3 angular."""
         dofs = np.array([self.dof[oid] for oid in ids], dtype=int).reshape(-1, 1)

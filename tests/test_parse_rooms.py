@@ -153,8 +153,6 @@ def test_a_cluster_is_cut_only_along_its_concave_creases():
     """A box standing on a slab, fused into one surface and one cluster: the only faces that fold
     inwards past the threshold are at the box's foot, where its sides meet the slab (not along
     the box's convex edges, not on its faces), and cutting there gives the box and the slab."""
-    import scipy.sparse as sp
-
     from hiscene_sim.creases import face_fold, split_at_creases
 
     slab = trimesh.creation.box(extents=(0.6, 0.6, 0.1))
@@ -171,8 +169,7 @@ def test_a_cluster_is_cut_only_along_its_concave_creases():
     assert crease.sum() > 20
     assert np.all((height[crease] > 0.1) & (height[crease] < 0.13) & (np.abs(beside[crease] - 0.1) < 0.02))
     n = len(fold)
-    graph = sp.coo_matrix((np.ones(len(prims.pairs)), (prims.pairs[:, 0], prims.pairs[:, 1])), shape=(n, n))
-    pieces = split_at_creases(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), prims, graph, config.crease,
+    pieces = split_at_creases(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), prims, prims.adjacency(), config.crease,
                               config.crease_smoothing, config.crease_min_piece * prims.spacing)
     score = score_face_labels(fused, pieces, set())
     assert score.count_exact and score.mean_iou > 0.95, score.summary()
