@@ -120,7 +120,7 @@ def large_child(runs: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "both", "all"], default="both",
+    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "holdout3", "both", "all"], default="both",
                     help="both: dev and test; all: dev, test, holdout and holdout2")
     ap.add_argument("--kinds", default="tabletop,room")
     ap.add_argument("--splat", action="store_true", help="also parse each scene written as 3D Gaussians")
@@ -129,12 +129,14 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=ParseConfig().runs, help="lifting runs combined by consensus (default %(default)s)")
     ap.add_argument("--crease", type=float, default=GroupingConfig().crease,
                     help="concave-crease cut threshold (default %(default)s; 0: no cut, as before it existed)")
+    ap.add_argument("--islands", type=float, default=GroupingConfig().island_color,
+                    help="colour-island distance (default %(default)s; 0: no cut, as before it existed)")
     ap.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.large_child:
         large_child(args.runs)
         return
-    config = ParseConfig(runs=args.runs, grouping=GroupingConfig(crease=args.crease))
+    config = ParseConfig(runs=args.runs, grouping=GroupingConfig(crease=args.crease, island_color=args.islands))
     kinds = tuple(args.kinds.split(","))
     splits = {"both": ["dev", "test"], "all": ["dev", "test", "holdout", "holdout2"]}.get(args.split, [args.split])
     if args.large_only:

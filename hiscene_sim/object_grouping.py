@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from hiscene_sim.colour_islands import split_colour_islands
 from hiscene_sim.creases import split_at_creases
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,13 @@ class GroupingConfig:
     crease: float = 0.25  # (the normals turn by ~14 deg from one face to the next)
     crease_smoothing: int = 2  # ... its normals averaged over this many rings of neighbours
     crease_min_piece: float = 2.0
+    # a piece whose colour is farther than this (RGB in [0, 1]) from its cluster's median colour,
+    # enclosed by the cluster's up-facing surface and rising island_rise samples above it, is cut
+    # out as an object standing there (:mod:`hiscene_sim.colour_islands`; 0: off; only where the
+    # primitives have colours)
+    island_color: float = 0.25
+    island_rise: float = 1.5
+    island_min_piece: float = 2.0
 
 
 @dataclass
@@ -162,6 +170,11 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         length = prims.pair_length[cut]  # a marching-cubes boundary zigzags: ~1.3 x the straight length
         key = np.minimum(a, b) * k + np.maximum(a, b)
         uniq, inv, counts = np.unique(key, return_inverse=True, return_counts=True)
+        pair = prims.pairs[cut]
+        cosine = np.einsum("ij,ij->i", prims.normals[pair[:, 0]], prims.normals[pair[:, 1]])
+        if not prims.oriented_normals:
+            cosine = np.abs(cosine)  # a Gaussian's normal has no sign
+        continuity = np.bincount(inv, weights=np.clip(cosine, 0.0, 1.0), minlength=len(uniq))
         lo_id, hi_id = uniq // k, uniq % k
         rests = np.zeros(len(uniq), dtype=bool)
         at_bottom = np.zeros(len(uniq), dtype=bool)  # the contact is at either part's bottom
@@ -230,12 +243,13 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             rests |= rest
             stands[up_id[rest]] = True
         # two parts that each stand on something (the floor, or a support they rest on) and touch
-        # each other along a short side contact (a teddy welded to the mug beside it, a tucked
-        # chair's leg against the table's) stay two: parts of one object meet along a whole cut
+        # each other along a short contact (a teddy welded to the mug beside it, a tucked chair's
+        # leg against the table's, a bowl's foot against the rim of the flat plate beside it) stay
+        # two: parts of one object meet along a whole cut
         contact = np.bincount(inv, weights=length, minlength=len(uniq)) / 1.3
         smaller = np.minimum(stats.hsize[lo_id], stats.hsize[hi_id])
         closed = stats.openness <= config.max_openness  # a strip of a surface is not an object of its own
-        rests |= (stands[lo_id] & stands[hi_id] & closed[lo_id] & closed[hi_id] & ~at_bottom
+        rests |= (stands[lo_id] & stands[hi_id] & closed[lo_id] & closed[hi_id]
                   & (contact < config.touch_ratio * smaller))
         # side and top contacts first (a cut through one object): they merge the fragments of a
         # support, so that what stands on it is then judged against the whole support
@@ -246,10 +260,13 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             break
         # every cluster picks the candidate it touches most; it moves there when that one is
         # larger, or when the two picked each other (a bowl's inner and outer surface), so a
-        # fragment does not drag its neighbours along through a chain of weak contacts
+        # fragment does not drag its neighbours along through a chain of weak contacts. A contact
+        # counts by how smoothly the surface runs on across it (the cosine between the two faces'
+        # normals, none across a right angle): a strip of a table top's edge continues the top,
+        # not the side of the mug standing on it
         src = np.concatenate([lo_id[merge], hi_id[merge]])
         dst = np.concatenate([hi_id[merge], lo_id[merge]])
-        weight = np.concatenate([counts[merge], counts[merge]])
+        weight = np.concatenate([continuity[merge], continuity[merge]])
         order = np.lexsort((dst, -weight, src))
         src, dst = src[order], dst[order]
         first = np.ones(len(src), dtype=bool)
@@ -310,6 +327,10 @@ def group_objects(clusters: np.ndarray, prims, background, scale, config: Groupi
         pieces = split_at_creases(pieces, fg, prims, graph, config.crease, config.crease_smoothing,
                                   config.crease_min_piece * scale.spacing)
         notes.append(f"concave creases: {before} clusters cut into {len(np.unique(pieces[fg]))} pieces")
+    if config.island_color > 0 and prims.colors is not None:
+        pieces, n_islands = split_colour_islands(pieces, fg, prims, prims.colors, config.island_color,
+                                                 config.island_min_piece * scale.spacing, config.island_rise * scale.spacing)
+        notes.append(f"colour islands: {n_islands} cut out of their clusters")
     labels = np.where(fg, pieces, labels)
     labels = _floor_patches(labels, prims, tol, dropped)
     labels = _wall_pieces(labels, prims, background, scale, config.wall_band, dropped)

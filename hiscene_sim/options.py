@@ -16,7 +16,8 @@ PARSE_BACKENDS = (
     "backends (CPU, no weights): background = floor and wall planes found on the primitives first; render = "
     "Embree ray casting (A.1 viewpoints: corner views when walls are found, else 360 deg); 2D segmentation = "
     "geometric (depth jumps, concave creases, colour); lifting = contrastive clustering, Eq. 3-4 (torch); "
-    "objects = prototype clustering + a cut along concave creases + the rest-on rule + plausibility (loose, flat and "
+    "objects = prototype clustering + a cut along concave creases + colour islands (meshes with colour) + the rest-on rule + "
+    "plausibility (loose, flat and "
     "too-small clusters merged or sent to the background; nothing under the minimum volume written), over --runs seeds "
     "with the objects most runs agree on kept"
 )
@@ -112,6 +113,10 @@ def add_parse_options(p: argparse.ArgumentParser, group: str | None = "parse") -
                    help="parse: cut every cluster along the concave creases through it (where the normals turn by T or more "
                         "between neighbouring faces) before the object rules, so a strip of an item's side in its support's "
                         "cluster goes back to the item (default %(default)s; 0: no cut)")
+    g.add_argument("--islands", type=_non_negative_float, default=GroupingConfig().island_color, metavar="DELTA",
+                   help="parse: cut out of a cluster the pieces whose colour is more than DELTA (RGB in [0, 1]) from the "
+                        "cluster's median and that stand on its up-facing surface (a teddy on a table that the 2D "
+                        "segmentation left in the table), before the object rules (default %(default)s; 0: no cut)")
     g.add_argument("--entityseg-config", type=Path, help="entityseg: CropFormer config YAML")
     g.add_argument("--entityseg-weights", type=Path, help="entityseg: CropFormer checkpoint")
 
@@ -127,7 +132,7 @@ def parse_config_from_args(args: argparse.Namespace, seed: int | None = None):
     if args.segmenter == "entityseg":
         options = {"config_file": str(args.entityseg_config or ""), "weights": str(args.entityseg_weights or "")}
     config = ParseConfig(views=args.views, resolution=args.resolution, segmenter=args.segmenter, segmenter_options=options,
-                         runs=args.runs, grouping=GroupingConfig(crease=args.crease))
+                         runs=args.runs, grouping=GroupingConfig(crease=args.crease, island_color=args.islands))
     if seed is not None:
         config = dataclasses.replace(config, lift=dataclasses.replace(config.lift, seed=seed),
                                      cluster=dataclasses.replace(config.cluster, seed=seed))

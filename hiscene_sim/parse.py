@@ -176,6 +176,7 @@ class Primitives:
     pair_length: np.ndarray  # (E,) length of the contact (the shared edge; a sample length for Gaussians)
     spacing: float  # surface sampling length (about the generator's voxel pitch)
     oriented_normals: bool = True  # False for Gaussians: a disc's normal has no sign
+    colors: np.ndarray | None = None  # (N, 3) RGB in [0, 1]; None where the surface has no colour of its own
 
     def adjacency(self) -> sp.coo_matrix:
         n = len(self.centers)
@@ -192,6 +193,7 @@ class Primitives:
             mesh.triangles_center, mesh.face_normals, mesh.area_faces, z.min(axis=1), z.max(axis=1),
             mesh.face_adjacency, edge_mid[:, 2], edge_mid[:, :2],
             np.linalg.norm(edge_ends[:, 1] - edge_ends[:, 0], axis=1), max(spacing, 1e-9),
+            colors=_face_colors(mesh),
         )
 
     @staticmethod
@@ -213,6 +215,18 @@ class Primitives:
             pairs, means[pairs, 2].mean(axis=1), means[pairs, :2].mean(axis=1), np.full(len(pairs), spacing), spacing,
             oriented_normals=False,
         )
+
+
+def _face_colors(mesh: trimesh.Trimesh) -> np.ndarray | None:
+    """(F, 3) albedo at each face's centroid (vertex colours, face colours or texture, as the
+    renderer sees them), or None for a mesh of one colour."""
+    from hiscene_sim.render.surface import SurfaceAlbedo
+
+    albedo = SurfaceAlbedo(mesh)
+    if albedo.kind == "constant":
+        return None
+    n = len(mesh.faces)
+    return albedo(np.arange(n), np.full((n, 3), 1.0 / 3.0)).astype(np.float64)
 
 
 def face_adjacency_matrix(mesh: trimesh.Trimesh) -> sp.coo_matrix:

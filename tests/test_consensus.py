@@ -97,7 +97,8 @@ def test_runs_option_reaches_the_parse_config(capsys):
     assert "--runs: expected a whole number >= 1, got '0'" in capsys.readouterr().err
 
 
-def test_crease_option_reaches_the_grouping_config(capsys):
+@pytest.mark.parametrize("option, field", [("--crease", "crease"), ("--islands", "island_color")])
+def test_grouping_options_reach_the_grouping_config(capsys, option, field):
     import argparse
 
     from hiscene_sim.object_grouping import GroupingConfig
@@ -105,9 +106,10 @@ def test_crease_option_reaches_the_grouping_config(capsys):
 
     parser = argparse.ArgumentParser()
     add_parse_options(parser)
-    assert parse_config_from_args(parser.parse_args([])).grouping.crease == GroupingConfig().crease > 0
-    assert parse_config_from_args(parser.parse_args(["--crease", "0"])).grouping.crease == 0
+    default = getattr(GroupingConfig(), field)
+    assert getattr(parse_config_from_args(parser.parse_args([])).grouping, field) == default > 0
+    assert getattr(parse_config_from_args(parser.parse_args([option, "0"])).grouping, field) == 0
     for bad in ("-0.1", "nan", "x"):
         with pytest.raises(SystemExit):
-            parser.parse_args(["--crease", bad])
-        assert f"--crease: expected a number >= 0, got '{bad}'" in capsys.readouterr().err
+            parser.parse_args([option, bad])
+        assert f"{option}: expected a number >= 0, got '{bad}'" in capsys.readouterr().err

@@ -259,3 +259,70 @@ def test_an_object_balanced_on_a_small_base_stays_an_object_of_its_own():
     # the rule is what keeps it: without it the figure joins the table
     merged = score(dataclasses.replace(GroupingConfig(), balanced_support=np.inf))
     assert not merged.count_exact, merged.summary()
+
+
+def _teddy_on_a_table(teddy_color):
+    """A 10 x 8 x 5 cm rounded lump of ``teddy_color`` on a tan table, fused at 1.2 cm (the lump
+    is 4 samples tall): (fused scene, primitives, scale, background)."""
+    table = trimesh.creation.box(extents=(0.8, 0.6, 0.7))
+    table.apply_translation((0, 0, 0.35))
+    table.visual.vertex_colors = (200, 150, 100, 255)
+    teddy = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
+    teddy.apply_scale((0.05, 0.04, 0.03))
+    teddy.apply_translation((0.1, 0.0, 0.7 + 0.02))  # sunk 1 cm into the top: a gentle fillet, no crease
+    teddy.visual.vertex_colors = teddy_color
+    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
+    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("table", table), ("teddy", teddy))]
+    fused = fuse_meshes(objects, voxel_size=0.012, seed=0)
+    prims = Primitives.of_mesh(fused.mesh)
+    scale = scene_scale(prims)
+    return fused, prims, scale, detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+
+
+def test_a_small_object_of_another_colour_in_the_tables_cluster_is_cut_out_as_a_colour_island():
+    """The 2D segmentation never separated the lump from the table (no crease at its foot), so
+    the lifted clusters put all of it in the table's cluster. Its colour sets it apart: cut out
+    as a colour island it is an object resting on the table; without the cut it is lost. A lump
+    of the table's own colour is not cut out (nothing tells it apart)."""
+    import dataclasses
+
+    fused, prims, scale, bg = _teddy_on_a_table((110, 40, 35, 255))
+    assert prims.colors is not None
+    clusters = np.where(fused.face_object == 2, 1, fused.face_object)  # the teddy in the table's cluster
+    no_crease = dataclasses.replace(GroupingConfig(), crease=0.0)  # this test is about the colour alone
+
+    def teddy_iou(config):
+        grouping = group_objects(clusters, prims, bg, scale, config)
+        score = score_face_labels(fused, np.where(grouping.labels >= 0, grouping.labels, 99), {99})
+        return score, score.rows[[r.gt_name for r in score.rows].index("teddy")].iou
+
+    cut, cut_iou = teddy_iou(no_crease)
+    assert cut.count_exact and cut_iou > 0.8, cut.summary()
+    uncut, uncut_iou = teddy_iou(dataclasses.replace(no_crease, island_color=0.0))
+    assert uncut.n_pred == 1 and uncut_iou == 0.0, uncut.summary()
+
+    fused, prims, scale, bg = _teddy_on_a_table((200, 150, 100, 255))
+    grouping = group_objects(np.where(fused.face_object == 2, 1, fused.face_object), prims, bg, scale, no_crease)
+    assert len(np.unique(grouping.labels[grouping.labels >= 0])) == 1
+
+
+def test_a_pattern_on_an_objects_surface_is_not_a_colour_island():
+    """Colour alone does not make an island: a flat patch of another colour on a table top (a
+    placemat's print) does not rise above the top, and a red band round a can's side is not on
+    an up-facing surface. Neither is cut out."""
+    from hiscene_sim.colour_islands import split_colour_islands
+
+    table = trimesh.creation.box(extents=(0.8, 0.6, 0.7))
+    table.apply_translation((0, 0, 0.35))
+    can = trimesh.creation.cylinder(radius=0.05, height=0.14, sections=48)
+    can.apply_translation((-0.2, 0.0, 0.77))
+    fused, prims, scale, _ = _on_a_floor(table=table, can=can)
+    colors = np.full((len(prims.centers), 3), 0.75)
+    center = prims.centers
+    print_patch = (fused.face_object == 1) & (np.abs(center[:, 0] - 0.15) < 0.08) & (np.abs(center[:, 1]) < 0.06) & (center[:, 2] > 0.69)
+    band = (fused.face_object == 2) & (np.abs(center[:, 2] - 0.77) < 0.03)
+    colors[print_patch | band] = (0.7, 0.1, 0.1)
+    assert prims.areas[print_patch].sum() > 0.01 and prims.areas[band].sum() > 0.01
+    fg = fused.face_object > 0
+    _, n_islands = split_colour_islands(fused.face_object.copy(), fg, prims, colors, 0.25, 2 * prims.spacing, 1.5 * prims.spacing)
+    assert n_islands == 0
