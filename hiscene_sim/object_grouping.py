@@ -3,21 +3,25 @@
 
 Separate objects in a fused scene meet only where one rests on another, and there the surface
 folds inwards: every cluster is first cut along the concave creases through it
-(:mod:`hiscene_sim.creases`), so a strip of a mug's side that went into the table's cluster
-ends at the mug's foot. A part rests on another when the contact lies at its bottom, it stands
-over the contact (its centre over the contact patch), the contact is a footprint rather than a
-joint (long against the part's width: a mug's ring, not a leaf's joint on its stem or a table
-top's four leg ends; or, on a broad up-facing support, a small base right under the part's
-centre: a figure's foot), the support is not narrower than the part nor a base it covers (a
-lamp's foot disc), and the part is an object at all (not a flat piece inside its support, not
-an open piece of surface, not something already standing on the floor). Every other contact
-between two clusters (a table leg under its top, two slices of one table top, a teddy's arm) is
-inside one object, so those clusters merge: side contacts first, so a support's fragments join
-before what stands on them is judged; each cluster joins the neighbour it touches most, and
-only the smaller of two moves. Two closed parts that each stand on something and touch along a
-side contact shorter than the smaller one's width (a teddy welded to the mug beside it, a
-tucked chair's leg against the table's) stay two: a cut through one object runs around its
-whole section. Then what is left must be a plausible object:
+(:mod:`hiscene_sim.creases`), so a strip of a mug's side that went into the table's cluster ends
+at the mug's foot; and a small object of another colour standing on a cluster's up-facing
+surface with no crease at its foot (a teddy left in the table's cluster) is cut out of it
+(:mod:`hiscene_sim.colour_islands`, meshes with colour only). A part rests on another when the
+contact lies at its bottom, it stands over the contact (its centre over the contact patch), the
+contact is a footprint rather than a joint (long against the part's width: a mug's ring, not a
+leaf's joint on its stem or a table top's four leg ends; or, on a broad up-facing support, a
+small base right under the part's centre: a figure's foot), the support is not narrower than the
+part nor a base it covers (a lamp's foot disc), and the part is an object at all (not a flat
+piece inside its support, not an open piece of surface, not something already standing on the
+floor). Every other contact between two clusters (a table leg under its top, two slices of one
+table top, a teddy's arm) is inside one object, so those clusters merge: side contacts first, so
+a support's fragments join before what stands on them is judged; each cluster joins the
+neighbour it touches most, and only the smaller of two moves; a contact counts by how smoothly
+the surface runs on across it, so a strip of a table top joins the top, not the mug standing on
+it. Two closed parts that each stand on something and touch along a contact shorter than the
+smaller one's width (a teddy welded to the mug beside it, a tucked chair's leg against the
+table's, a bowl's foot against a flat plate's rim) stay two: a cut through one object runs
+around its whole section. Then what is left must be a plausible object:
 
 * a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
   few samples, else goes to the background;
