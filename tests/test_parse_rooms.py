@@ -326,3 +326,96 @@ def test_a_pattern_on_an_objects_surface_is_not_a_colour_island():
     fg = fused.face_object > 0
     _, n_islands = split_colour_islands(fused.face_object.copy(), fg, prims, colors, 0.25, 2 * prims.spacing, 1.5 * prims.spacing)
     assert n_islands == 0
+
+
+class _SampleGraph:
+    """A hand-made neighbour graph of surface samples (every sample ``step`` x ``step``): a table
+    top as a grid of up-facing samples, upright rings of outward-facing ones, and the pairs
+    between them, as :class:`Primitives` for the object rules."""
+
+    def __init__(self, step: float = 0.02):
+        self.step = step
+        self.centers, self.normals, self.labels, self.zmin, self.zmax = [], [], [], [], []
+        self.pairs = set()
+
+    def add(self, center, normal, label, half_height=0.0) -> int:
+        self.centers.append(center)
+        self.normals.append(normal)
+        self.labels.append(label)
+        self.zmin.append(center[2] - half_height)
+        self.zmax.append(center[2] + half_height)
+        return len(self.centers) - 1
+
+    def top(self, label, holes) -> dict:
+        """A 1 x 0.8 m grid at z = 0, with no sample within any (xy, radius) of ``holes``."""
+        grid = {}
+        for gx in range(-25, 26):
+            for gy in range(-20, 21):
+                xy = np.array([gx, gy]) * self.step
+                if all(np.linalg.norm(xy - c) > r + 0.5 * self.step for c, r in holes):
+                    grid[gx, gy] = self.add((*xy, 0.0), (0, 0, 1), label)
+        for (gx, gy), p in grid.items():
+            for q in (grid.get((gx + 1, gy)), grid.get((gx, gy + 1))):
+                if q is not None:
+                    self.pairs.add((p, q))
+        return grid
+
+    def ring(self, label, center, radius, rows, around=24) -> dict:
+        """Rows of outward-facing samples from z = 0 up, each ``step`` tall."""
+        ring = {}
+        for a in range(around):
+            angle = 2 * np.pi * a / around
+            for h in range(rows):
+                z = (h + 0.5) * self.step
+                ring[a, h] = self.add((*(np.asarray(center) + radius * np.array([np.cos(angle), np.sin(angle)])), z),
+                                      (np.cos(angle), np.sin(angle), 0), label, 0.5 * self.step)
+        for (a, h), p in ring.items():
+            self.pairs.add((p, ring[(a + 1) % around, h]))
+            if h + 1 < rows:
+                self.pairs.add((p, ring[a, h + 1]))
+        return ring
+
+    def nearest(self, samples, xy) -> int:
+        samples = np.asarray(list(samples))
+        return int(samples[np.argmin(np.linalg.norm(np.asarray(self.centers)[samples, :2] - xy, axis=1))])
+
+    def stand(self, ring, grid, skip=()):
+        """The ring's bottom row paired with the top's samples under it."""
+        for (a, h), p in ring.items():
+            if h == 0 and a not in skip:
+                self.pairs.add((p, self.nearest(grid.values(), np.asarray(self.centers[p][:2]))))
+
+    def primitives(self) -> Primitives:
+        pairs = np.array(sorted(self.pairs))
+        centers = np.array(self.centers, dtype=float)
+        return Primitives(centers, np.array(self.normals, dtype=float), np.full(len(centers), self.step ** 2),
+                          np.array(self.zmin), np.array(self.zmax), pairs, centers[pairs, 2].mean(axis=1),
+                          centers[pairs, :2].mean(axis=1), np.full(len(pairs), self.step), self.step)
+
+
+def test_a_fragment_joins_the_neighbour_its_surface_runs_on_into():
+    """A table top, a mug standing on it, and a sliver of the top beside the mug's foot in a
+    cluster of its own, too narrow to carry the mug. The sliver touches the mug at twice as many
+    edges as the top (a finer surface on the mug's side), but its surface runs on into the top:
+    it joins the top, and the mug stays an object resting on it."""
+    from hiscene_sim.object_grouping import merge_unless_resting
+
+    g = _SampleGraph()
+    mug_xy, radius, step = np.array([0.2, 0.0]), 0.05, g.step
+    grid = g.top(0, [(mug_xy, radius)])
+    ring = g.ring(1, mug_xy, radius, rows=5)
+    arc = range(4)
+    sliver = {a: g.add((*(mug_xy + (radius + 0.4 * step) * np.array([np.cos(2 * np.pi * a / 24), np.sin(2 * np.pi * a / 24)])), 0.0),
+                       (0, 0, 1), 2) for a in arc}
+    g.stand(ring, grid, skip=arc)
+    for a, p in sliver.items():
+        g.pairs.update({(p, ring[a, 0]), (p, ring[a + 1, 0])})  # two edges each on the mug's side
+        g.pairs.add((p, g.nearest(grid.values(), mug_xy + (np.asarray(g.centers[p][:2]) - mug_xy) * (1 + step / radius))))
+        if a + 1 in sliver:
+            g.pairs.add((p, sliver[a + 1]))
+    labels = np.array(g.labels)
+    merged = merge_unless_resting(labels.copy(), g.primitives(), 1.5 * step, GroupingConfig(), [])
+    assert len(np.unique(merged)) == 2
+    assert np.all(merged[labels == 2] == merged[labels == 0][0])
+    assert merged[labels == 1][0] != merged[labels == 0][0]
+
