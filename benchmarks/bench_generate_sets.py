@@ -55,7 +55,7 @@ def run_scene(spec, root: Path, timeout: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "holdout3"], default="test")
+    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "holdout3", "holdout4"], default="test")
     ap.add_argument("--kinds", default="tabletop,room")
     ap.add_argument("--limit", type=int, default=0, help="at most this many scenes of each kind")
     ap.add_argument("--timeout", type=float, default=1800)

@@ -120,7 +120,7 @@ def large_child(runs: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "holdout3", "both", "all"], default="both",
+    ap.add_argument("--split", choices=["dev", "test", "holdout", "holdout2", "dev2", "holdout3", "holdout4", "both", "all"], default="both",
                     help="both: dev and test; all: dev, test, holdout and holdout2")
     ap.add_argument("--kinds", default="tabletop,room")
     ap.add_argument("--splat", action="store_true", help="also parse each scene written as 3D Gaussians")

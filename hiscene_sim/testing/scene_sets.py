@@ -20,7 +20,8 @@ never looked at while tuning), ``holdout`` (seed 2: added once ``test`` had been
 several times, so that one figure comes from scenes no decision has seen), ``holdout2``
 (seed 3: added once ``holdout`` had been measured too, for the crease cut) and ``dev2`` (seed 4:
 more scenes to tune on, once ``dev`` had only one tabletop left that failed) and ``holdout3``
-(seed 5: added for the colour islands, measured once). Scenes are cached on disk (``$HISCENE_SCENE_CACHE``, default
+(seed 5: added for the colour islands, measured once) and ``holdout4`` (seed 6, larger: added
+once holdout, holdout2 and holdout3 had been looked at scene by scene to tune on). Scenes are cached on disk (``$HISCENE_SCENE_CACHE``, default
 ``~/.cache/hiscene-sim/scene-sets``) as the fused mesh + ground-truth sidecar that
 :func:`~hiscene_sim.testing.fused_scenes.save_fused` writes.
 """
@@ -43,9 +44,10 @@ from hiscene_sim.testing.textures import apply_textures
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 2
-SPLIT_SEEDS = {"dev": 0, "test": 1, "holdout": 2, "holdout2": 3, "dev2": 4, "holdout3": 5}
+SPLIT_SEEDS = {"dev": 0, "test": 1, "holdout": 2, "holdout2": 3, "dev2": 4, "holdout3": 5, "holdout4": 6}
 SPLIT_SIZES = {"dev": {"tabletop": 12, "room": 10}, "test": {"tabletop": 10, "room": 6}, "holdout": {"tabletop": 10, "room": 6},
-               "holdout2": {"tabletop": 10, "room": 6}, "dev2": {"tabletop": 12, "room": 10}, "holdout3": {"tabletop": 10, "room": 6}}
+               "holdout2": {"tabletop": 10, "room": 6}, "dev2": {"tabletop": 12, "room": 10}, "holdout3": {"tabletop": 10, "room": 6},
+               "holdout4": {"tabletop": 16, "room": 8}}
 FLOOR_THICKNESS = 0.05
 WALL_THICKNESS = 0.1
 TABLETOP_ITEMS = ("synth:mug", "synth:bowl", "synth:plate", "synth:glass", "pybullet:mug", "pybullet:duck",
