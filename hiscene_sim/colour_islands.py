@@ -22,6 +22,13 @@ Neighbouring clusters of the island's colour (the object's other parts that the 
 separate) then join it, so the object rules (:mod:`hiscene_sim.object_grouping`) see the object
 whole: it rests on its support and stays an object of its own.
 
+The converse, with ``strays``: a component that is no island but has the colour of a
+neighbouring cluster (within ``delta`` of that cluster's median and of the faces it touches
+there, along at least ``stray_share`` of its boundary) is a piece of that neighbour and goes
+back to it: a strip of a table's side under a mug standing flush at the table's edge, which the
+lifting put in the mug's cluster (no crease between them, a colour step only). With the strip
+gone, the mug's cluster ends at its foot and rests on the table.
+
 What this cannot see: an object of the support's colour (nothing to tell), and a multi-coloured
 object whose coloured part stands on its own top (a cushion of another colour on a chair's
 seat) is cut out as well; the object rules then keep it apart only if it rests there.
@@ -36,7 +43,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def _weighted_median(values: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+def weighted_median(values: np.ndarray, weights: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
     """(n_groups, C) per-group weighted median of ``values`` (M, C), channel by channel."""
     out = np.zeros((n_groups, values.shape[1]))
     total = np.bincount(groups, weights=weights, minlength=n_groups)
@@ -52,7 +59,8 @@ def _weighted_median(values: np.ndarray, weights: np.ndarray, groups: np.ndarray
 
 
 def split_colour_islands(pieces: np.ndarray, foreground: np.ndarray, prims, colors: np.ndarray, delta: float,
-                         min_piece: float, rise: float, up: float = 0.7, enclosed: float = 0.8) -> tuple[np.ndarray, int]:
+                         min_piece: float, rise: float, up: float = 0.7, enclosed: float = 0.8, strays: bool = False,
+                         stray_share: float = 0.25) -> tuple[np.ndarray, int]:
     """Cut the colour islands (module docstring) out of the clusters ``pieces`` (one id per
     primitive; only ``foreground`` ones count). ``colors``: (N, 3) RGB in [0, 1] per primitive;
     ``min_piece`` and ``rise`` in scene units. Returns (new ids, number of islands): islands
@@ -68,7 +76,7 @@ def split_colour_islands(pieces: np.ndarray, foreground: np.ndarray, prims, colo
     fg = np.flatnonzero(foreground)
     ids, group = np.unique(pieces[fg], return_inverse=True)
     median = np.zeros((int(pieces.max()) + 1 if n else 0, 3))
-    median[ids] = _weighted_median(color[fg], prims.areas[fg], group, len(ids))
+    median[ids] = weighted_median(color[fg], prims.areas[fg], group, len(ids))
     far = np.zeros(n, dtype=bool)
     far[fg] = np.linalg.norm(color[fg] - median[pieces[fg]], axis=1) > delta
     linked = same & far[i] & far[j]
@@ -113,18 +121,36 @@ def split_colour_islands(pieces: np.ndarray, foreground: np.ndarray, prims, colo
         facing_up = np.average(prims.normals[near, 2], weights=a)
         level = np.average(prims.centers[near, 2], weights=a)
         island[c_id] = facing_up >= up and top[c_id] - level >= rise
-    if not island.any():
-        return pieces, 0
     out = pieces.copy()
+    comp_colour = np.zeros((k, 3))
+    for ch in range(3):
+        comp_colour[:, ch] = np.bincount(comp[far], weights=prims.areas[far] * color[far, ch], minlength=k)
+    comp_colour /= np.maximum(area, 1e-18)[:, None]
+    if strays:
+        # a piece of another cluster's colour at this cluster's edge (a strip of a table's side
+        # under a mug standing flush at the edge, in the mug's cluster) goes back to the
+        # neighbour whose colour it has
+        other = foreground[y] & (pieces[y] != pieces[x])
+        matches = other & (np.linalg.norm(color[y] - comp_colour[c], axis=1) <= delta) \
+            & (np.linalg.norm(median[pieces[y]] - comp_colour[c], axis=1) <= delta)
+        stray = (area >= min_piece ** 2) & ~island
+        votes = sp.coo_matrix((np.ones(int(matches.sum())), (c[matches], pieces[y[matches]])),
+                              shape=(k, median.shape[0])).tocsr()
+        votes.sum_duplicates()
+        best = np.asarray(votes.argmax(axis=1)).ravel()
+        n_best = np.asarray(votes.max(axis=1).todense()).ravel()
+        n_boundary = np.bincount(c, minlength=k)
+        stray &= n_best >= stray_share * n_boundary
+        moved = far & stray[np.maximum(comp, 0)]
+        out[moved] = best[comp[moved]]
+    if not island.any():
+        return out, 0
     new_id = np.full(k, -1, dtype=np.int64)
     new_id[island] = int(pieces.max()) + 1 + np.arange(int(island.sum()))
     members = far & island[np.maximum(comp, 0)]
     out[members] = new_id[comp[members]]
     # clusters of the island's colour beside it (the object's other parts) join it
-    island_colour = np.zeros((k, 3))
-    for ch in range(3):
-        island_colour[:, ch] = np.bincount(comp[members], weights=prims.areas[members] * color[members, ch], minlength=k)
-    island_colour /= np.maximum(area, 1e-18)[:, None]
+    island_colour = comp_colour
     beside = island[c] & ~inside & foreground[y]
     pairs = np.unique(np.stack([c[beside], pieces[y[beside]]], axis=1), axis=0)
     if len(pairs):

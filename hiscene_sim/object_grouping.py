@@ -6,7 +6,9 @@ folds inwards: every cluster is first cut along the concave creases through it
 (:mod:`hiscene_sim.creases`), so a strip of a mug's side that went into the table's cluster ends
 at the mug's foot; and a small object of another colour standing on a cluster's up-facing
 surface with no crease at its foot (a teddy left in the table's cluster) is cut out of it
-(:mod:`hiscene_sim.colour_islands`, meshes with colour only). A part rests on another when the
+(:mod:`hiscene_sim.colour_islands`, meshes with colour only), while a piece of a cluster with
+the colour of the cluster beside it (a strip of a table's side in the cluster of a mug standing
+flush at the edge) goes back to that cluster. A part rests on another when the
 contact lies at its bottom, it stands over the contact (its centre over the contact patch), the
 contact is a footprint rather than a joint (long against the part's width: a mug's ring, not a
 leaf's joint on its stem or a table top's four leg ends; or, on a broad up-facing support, a
@@ -21,7 +23,9 @@ the surface runs on across it, so a strip of a table top joins the top, not the 
 it. Two closed parts that each stand on something and touch along a contact shorter than the
 smaller one's width (a teddy welded to the mug beside it, a tucked chair's leg against the
 table's, a bowl's foot against a flat plate's rim) stay two: a cut through one object runs
-around its whole section. Then what is left must be a plausible object:
+around its whole section; and so do two such parts of different colours however long their
+contact (two mugs welded side by side at a coarse pitch): one object's standing parts share its
+material. Then what is left must be a plausible object:
 
 * a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
   few samples, else goes to the background;
@@ -41,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from hiscene_sim.colour_islands import split_colour_islands
+from hiscene_sim.colour_islands import split_colour_islands, weighted_median
 from hiscene_sim.creases import split_at_creases
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,7 @@ class GroupingConfig:
     balanced_support: float = 2.0  # ... the support this many times the part's horizontal size,
     balanced_openness: float = 0.3  # ... and the part closed
     touch_ratio: float = 1.0  # two standing parts touching along less than the smaller's width stay apart
+    apart_color: float = 0.15  # ... and so do two whose median colours (RGB in [0, 1]) differ by more (0: off)
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
     min_size: float = 0.01  # smallest object: this share of the scene's extent ...
@@ -80,6 +85,7 @@ class GroupingConfig:
     island_color: float = 0.25
     island_rise: float = 1.5
     island_min_piece: float = 2.0
+    island_strays: bool = True  # ... and a piece of a neighbour's colour goes back to that neighbour
 
 
 @dataclass
@@ -253,8 +259,17 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         contact = np.bincount(inv, weights=length, minlength=len(uniq)) / 1.3
         smaller = np.minimum(stats.hsize[lo_id], stats.hsize[hi_id])
         closed = stats.openness <= config.max_openness  # a strip of a surface is not an object of its own
-        rests |= (stands[lo_id] & stands[hi_id] & closed[lo_id] & closed[hi_id]
-                  & (contact < config.touch_ratio * smaller))
+        standing = stands[lo_id] & stands[hi_id] & closed[lo_id] & closed[hi_id]
+        rests |= standing & (contact < config.touch_ratio * smaller)
+        # ... and so do two of different colours, however long the contact (two mugs welded
+        # side by side at a coarse pitch, a glass against a mug): one object's parts that each
+        # stand on something share its material
+        if config.apart_color > 0 and prims.colors is not None:
+            pending = np.flatnonzero(standing & ~rests)
+            if len(pending):
+                colour = _median_colours(labels, prims, np.unique(np.concatenate([lo_id[pending], hi_id[pending]])))
+                gap = np.array([np.linalg.norm(colour[lo_id[i]] - colour[hi_id[i]]) for i in pending])
+                rests[pending[gap > config.apart_color]] = True
         # side and top contacts first (a cut through one object): they merge the fragments of a
         # support, so that what stands on it is then judged against the whole support
         merge = ~rests & ~at_bottom
@@ -288,6 +303,14 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         labels[fg] = parent[labels[fg]]
         labels, k = _compact(labels)
     return labels
+
+
+def _median_colours(labels: np.ndarray, prims, ids: np.ndarray) -> dict[int, np.ndarray]:
+    """Area-weighted median colour (RGB) of each cluster in ``ids``."""
+    sel = np.flatnonzero(np.isin(labels, ids))
+    group = np.searchsorted(ids, labels[sel])
+    median = weighted_median(prims.colors[sel], prims.areas[sel], group, len(ids))
+    return dict(zip(ids.tolist(), median))
 
 
 def _walled_in(labels, prims, stats, part: int, support: int, tol: float, sectors: int = 8) -> bool:
@@ -333,7 +356,8 @@ def group_objects(clusters: np.ndarray, prims, background, scale, config: Groupi
         notes.append(f"concave creases: {before} clusters cut into {len(np.unique(pieces[fg]))} pieces")
     if config.island_color > 0 and prims.colors is not None:
         pieces, n_islands = split_colour_islands(pieces, fg, prims, prims.colors, config.island_color,
-                                                 config.island_min_piece * scale.spacing, config.island_rise * scale.spacing)
+                                                 config.island_min_piece * scale.spacing, config.island_rise * scale.spacing,
+                                                 strays=config.island_strays)
         notes.append(f"colour islands: {n_islands} cut out of their clusters")
     labels = np.where(fg, pieces, labels)
     labels = _floor_patches(labels, prims, tol, dropped)

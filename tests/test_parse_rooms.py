@@ -419,3 +419,77 @@ def test_a_fragment_joins_the_neighbour_its_surface_runs_on_into():
     assert np.all(merged[labels == 2] == merged[labels == 0][0])
     assert merged[labels == 1][0] != merged[labels == 0][0]
 
+
+
+def _two_mugs_welded(second_color):
+    """Two 8 cm mugs 7 cm apart on a tan table, fused at 1 cm: the voxels weld them into one
+    lump along a contact longer than either is wide. (fused scene, primitives, scale, background)."""
+    table = trimesh.creation.box(extents=(0.8, 0.6, 0.7))
+    table.apply_translation((0, 0, 0.35))
+    table.visual.vertex_colors = (200, 150, 100, 255)
+    mugs = []
+    for x, color in ((0.0, (60, 70, 160, 255)), (0.07, second_color)):
+        mug = trimesh.creation.cylinder(radius=0.04, height=0.1)
+        mug.apply_translation((x, 0.0, 0.75))
+        mug.visual.vertex_colors = color
+        mugs.append(mug)
+    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
+    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("table", table), ("mug_a", mugs[0]), ("mug_b", mugs[1]))]
+    fused = fuse_meshes(objects, voxel_size=0.01, seed=0)
+    prims = Primitives.of_mesh(fused.mesh)
+    scale = scene_scale(prims)
+    return fused, prims, scale, detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+
+
+def test_two_standing_objects_of_different_colours_stay_apart_however_long_their_contact():
+    """Two mugs welded side by side, each standing on the table: their contact is longer than a
+    mug is wide, which the touch rule reads as a cut through one object. Their colours differ, so
+    they stay two; without the colour test (or with one colour) they are one lump."""
+    import dataclasses
+
+    def count(second_color, config):
+        fused, prims, scale, bg = _two_mugs_welded(second_color)
+        grouping = group_objects(fused.face_object.copy(), prims, bg, scale, config)
+        score = score_face_labels(fused, np.where(grouping.labels >= 0, grouping.labels, 99), {99})
+        return score
+
+    apart = count((200, 60, 50, 255), GroupingConfig())
+    assert apart.count_exact and apart.mean_iou > 0.9, apart.summary()
+    assert count((200, 60, 50, 255), dataclasses.replace(GroupingConfig(), apart_color=0.0)).n_pred == 2
+    assert count((60, 70, 160, 255), GroupingConfig()).n_pred == 2  # one colour: nothing tells them apart
+
+
+def test_a_strip_of_the_tables_side_in_a_mugs_cluster_goes_back_to_the_table():
+    """A mug stands flush at the table's edge, so its side runs straight on into the table's
+    side with no crease between them, and the lifted clusters put a strip of the table's side
+    under the mug into the mug's cluster. That strip has the table's colour: it goes back to the
+    table, and the mug, now ending at its foot, rests on the table. Without that step the mug's
+    cluster reaches below the table top, so nothing rests there and the mug is lost."""
+    import dataclasses
+
+    table = trimesh.creation.box(extents=(0.8, 0.6, 0.7))
+    table.apply_translation((0, 0, 0.35))
+    table.visual.vertex_colors = (200, 150, 100, 255)
+    mug = trimesh.creation.cylinder(radius=0.04, height=0.1)
+    mug.apply_translation((0.1, 0.3 - 0.04, 0.75))  # its side flush with the table's +y side
+    mug.visual.vertex_colors = (60, 70, 160, 255)
+    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
+    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("table", table), ("mug", mug))]
+    fused = fuse_meshes(objects, voxel_size=0.01, seed=0)
+    prims = Primitives.of_mesh(fused.mesh)
+    scale = scene_scale(prims)
+    bg = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+    strip = ((fused.face_object == 1) & (prims.normals[:, 1] > 0.7) & (np.abs(prims.centers[:, 0] - 0.1) < 0.04)
+             & (prims.centers[:, 2] > 0.62))
+    assert strip.sum() > 10
+    clusters = np.where(strip, 2, fused.face_object)
+    no_crease = dataclasses.replace(GroupingConfig(), crease=0.0)  # the colour alone, as at a flush edge
+
+    def score(config):
+        grouping = group_objects(clusters, prims, bg, scale, config)
+        return score_face_labels(fused, np.where(grouping.labels >= 0, grouping.labels, 99), {99})
+
+    back = score(no_crease)
+    assert back.count_exact and back.mean_iou > 0.9, back.summary()
+    lost = score(dataclasses.replace(no_crease, island_strays=False))
+    assert lost.n_pred == 1 and lost.mean_iou < 0.6, lost.summary()
