@@ -25,7 +25,10 @@ smaller one's width (a teddy welded to the mug beside it, a tucked chair's leg a
 table's, a bowl's foot against a flat plate's rim) stay two: a cut through one object runs
 around its whole section; and so do two such parts of different colours however long their
 contact (two mugs welded side by side at a coarse pitch): one object's standing parts share its
-material. Then what is left must be a plausible object:
+material. Conversely a part of its support's very colour (median within ``rest_color``) on a
+support that is no flat top around its foot does not rest on it but is a piece of it: a clump of
+a plant's leaves lying on its foliage (a can on a table of its own colour still rests there).
+Then what is left must be a plausible object:
 
 * a cluster touching nothing (a leaf the voxels cut off) joins the nearest object within a
   few samples, else goes to the background;
@@ -65,6 +68,8 @@ class GroupingConfig:
     balanced_openness: float = 0.3  # ... and the part closed
     touch_ratio: float = 1.0  # two standing parts touching along less than the smaller's width stay apart
     apart_color: float = 0.15  # ... and so do two whose median colours (RGB in [0, 1]) differ by more (0: off)
+    rest_color: float = 0.03  # a part does not rest on a support whose median colour is this close to its own ...
+    rest_flat: float = 0.5  # ... unless this share of the support around its foot faces up (a table top) (0: off)
     max_openness: float = 0.7  # a part whose mean normal is longer than this is a piece of a surface, not an object
     wall_band: float = 2.0  # clusters lying within this many samples of a wall's plane are wall
     min_size: float = 0.01  # smallest object: this share of the scene's extent ...
@@ -250,6 +255,13 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
             # ... and a part the support walls in on every side is inside it (a mug's inner surface)
             for i in np.flatnonzero(rest & (n_bottom < 0.5 * counts)):
                 rest[i] = not _walled_in(labels, prims, stats, up_id[i], down_id[i], tol)
+            # ... and, where the support around its foot is no flat top, of another colour than
+            # the support: a clump of leaves lying on a plant's foliage is the plant
+            if config.rest_color > 0 and prims.colors is not None and rest.any():
+                ri = np.flatnonzero(rest)
+                ri = ri[_colour_gaps(labels, prims, up_id[ri], down_id[ri]) < config.rest_color]
+                for i in ri:
+                    rest[i] = _flat_around_foot(labels, prims, stats, up_id[i], down_id[i], tol) >= config.rest_flat
             rests |= rest
             stands[up_id[rest]] = True
         # two parts that each stand on something (the floor, or a support they rest on) and touch
@@ -267,9 +279,7 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
         if config.apart_color > 0 and prims.colors is not None:
             pending = np.flatnonzero(standing & ~rests)
             if len(pending):
-                colour = _median_colours(labels, prims, np.unique(np.concatenate([lo_id[pending], hi_id[pending]])))
-                gap = np.array([np.linalg.norm(colour[lo_id[i]] - colour[hi_id[i]]) for i in pending])
-                rests[pending[gap > config.apart_color]] = True
+                rests[pending[_colour_gaps(labels, prims, lo_id[pending], hi_id[pending]) > config.apart_color]] = True
         # side and top contacts first (a cut through one object): they merge the fragments of a
         # support, so that what stands on it is then judged against the whole support
         merge = ~rests & ~at_bottom
@@ -305,12 +315,25 @@ def merge_unless_resting(labels: np.ndarray, prims, tol: float, config: Grouping
     return labels
 
 
-def _median_colours(labels: np.ndarray, prims, ids: np.ndarray) -> dict[int, np.ndarray]:
-    """Area-weighted median colour (RGB) of each cluster in ``ids``."""
+def _colour_gaps(labels: np.ndarray, prims, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance (RGB in [0, 1]) between the area-weighted median colours of clusters ``a[i]``
+    and ``b[i]``: computed only for the clusters asked about, a few per round."""
+    ids = np.unique(np.concatenate([a, b]))
     sel = np.flatnonzero(np.isin(labels, ids))
-    group = np.searchsorted(ids, labels[sel])
-    median = weighted_median(prims.colors[sel], prims.areas[sel], group, len(ids))
-    return dict(zip(ids.tolist(), median))
+    median = weighted_median(prims.colors[sel], prims.areas[sel], np.searchsorted(ids, labels[sel]), len(ids))
+    return np.linalg.norm(median[np.searchsorted(ids, a)] - median[np.searchsorted(ids, b)], axis=1)
+
+
+def _flat_around_foot(labels, prims, stats, part: int, support: int, tol: float) -> float:
+    """Share of the support's surface around the part's foot (within the part's horizontal
+    extent, within two contact heights of its bottom) that faces straight up: ~1 on a table
+    top, low on a plant's foliage."""
+    lo, hi, z = stats.lo[part], stats.hi[part], stats.zmin[part]
+    c = prims.centers
+    near = ((labels == support) & (c[:, 0] >= lo[0] - tol) & (c[:, 0] <= hi[0] + tol) & (c[:, 1] >= lo[1] - tol)
+            & (c[:, 1] <= hi[1] + tol) & (np.abs(c[:, 2] - z) <= 2 * tol))
+    area = prims.areas[near]
+    return float((area * (prims.normals[near, 2] > 0.9)).sum() / area.sum()) if near.any() else 0.0
 
 
 def _walled_in(labels, prims, stats, part: int, support: int, tol: float, sectors: int = 8) -> bool:
