@@ -91,11 +91,12 @@ def test_objects_merge_unless_one_rests_on_the_other(corner_room):
     assert len(np.unique(grouping.labels[sofa & fg])) == 1 and len(np.unique(grouping.labels[table & fg])) == 1
 
 
-def _on_a_floor(**meshes):
-    """The named meshes on a 2 x 2 m floor, fused at 8 mm: (fused scene, primitives, scale, background)."""
+def _on_a_floor(voxel_size=0.008, **meshes):
+    """The named meshes (with their colours) on a 2 x 2 m floor, fused at ``voxel_size``:
+    (fused scene, primitives, scale, background)."""
     objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
     objects += [FusedObjectInfo(name, name, False, mesh.bounds.copy(), mesh) for name, mesh in meshes.items()]
-    fused = fuse_meshes(objects, voxel_size=0.008, seed=0)
+    fused = fuse_meshes(objects, voxel_size=voxel_size, seed=0)
     prims = Primitives.of_mesh(fused.mesh)
     scale = scene_scale(prims)
     return fused, prims, scale, detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
@@ -271,12 +272,7 @@ def _teddy_on_a_table(teddy_color):
     teddy.apply_scale((0.05, 0.04, 0.03))
     teddy.apply_translation((0.1, 0.0, 0.7 + 0.02))  # sunk 1 cm into the top: a gentle fillet, no crease
     teddy.visual.vertex_colors = teddy_color
-    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
-    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("table", table), ("teddy", teddy))]
-    fused = fuse_meshes(objects, voxel_size=0.012, seed=0)
-    prims = Primitives.of_mesh(fused.mesh)
-    scale = scene_scale(prims)
-    return fused, prims, scale, detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+    return _on_a_floor(0.012, table=table, teddy=teddy)
 
 
 def test_a_small_object_of_another_colour_in_the_tables_cluster_is_cut_out_as_a_colour_island():
@@ -433,12 +429,7 @@ def _two_mugs_welded(second_color):
         mug.apply_translation((x, 0.0, 0.75))
         mug.visual.vertex_colors = color
         mugs.append(mug)
-    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
-    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("table", table), ("mug_a", mugs[0]), ("mug_b", mugs[1]))]
-    fused = fuse_meshes(objects, voxel_size=0.01, seed=0)
-    prims = Primitives.of_mesh(fused.mesh)
-    scale = scene_scale(prims)
-    return fused, prims, scale, detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+    return _on_a_floor(0.01, table=table, mug_a=mugs[0], mug_b=mugs[1])
 
 
 def test_two_standing_objects_of_different_colours_stay_apart_however_long_their_contact():
@@ -473,12 +464,7 @@ def test_a_strip_of_the_tables_side_in_a_mugs_cluster_goes_back_to_the_table():
     mug = trimesh.creation.cylinder(radius=0.04, height=0.1)
     mug.apply_translation((0.1, 0.3 - 0.04, 0.75))  # its side flush with the table's +y side
     mug.visual.vertex_colors = (60, 70, 160, 255)
-    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
-    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("table", table), ("mug", mug))]
-    fused = fuse_meshes(objects, voxel_size=0.01, seed=0)
-    prims = Primitives.of_mesh(fused.mesh)
-    scale = scene_scale(prims)
-    bg = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
+    fused, prims, scale, bg = _on_a_floor(0.01, table=table, mug=mug)
     strip = ((fused.face_object == 1) & (prims.normals[:, 1] > 0.7) & (np.abs(prims.centers[:, 0] - 0.1) < 0.04)
              & (prims.centers[:, 2] > 0.62))
     assert strip.sum() > 10
@@ -497,7 +483,7 @@ def test_a_strip_of_the_tables_side_in_a_mugs_cluster_goes_back_to_the_table():
 
 def _lump_on_a_ridge(slope_deg, lump_color):
     """A 10 x 8 x 6 cm lump of ``lump_color`` straddling the ridge of a tan block whose top slopes
-    down both ways by ``slope_deg`` (0: a flat table), fused at 1.2 cm: the number of objects."""
+    down both ways by ``slope_deg`` (0: a flat table), fused at 1.2 cm."""
     rise = 0.3 * np.tan(np.radians(slope_deg))
     corners = [(x, y, z) for x in (-0.4, 0.4) for y in (-0.3, 0.3) for z in (0.0, 0.6)] + [(x, 0.0, 0.6 + rise) for x in (-0.4, 0.4)]
     block = trimesh.convex.convex_hull(np.array(corners, dtype=float))
@@ -506,13 +492,7 @@ def _lump_on_a_ridge(slope_deg, lump_color):
     lump.apply_scale((0.05, 0.04, 0.03))
     lump.apply_translation((0.1, 0.0, 0.6 + rise + 0.02))
     lump.visual.vertex_colors = lump_color
-    objects = [_box("floor", (2.0, 2.0, 0.05), (0, 0, -0.025), True)]
-    objects += [FusedObjectInfo(n, n, False, m.bounds.copy(), m) for n, m in (("block", block), ("lump", lump))]
-    fused = fuse_meshes(objects, voxel_size=0.012, seed=0)
-    prims = Primitives.of_mesh(fused.mesh)
-    scale = scene_scale(prims)
-    bg = detect_background(prims.centers, prims.normals, prims.areas, prims.zmin, prims.zmax, scale)
-    return fused, prims, scale, bg
+    return _on_a_floor(0.012, block=block, lump=lump)
 
 
 def test_a_part_of_its_supports_very_colour_on_no_flat_top_is_a_piece_of_the_support():
