@@ -118,9 +118,14 @@ class BulletWorld:
         pos, orn = self.pose(oid)
         self.set_pose(oid, np.add(pos, delta), orn)
 
-    def speed(self, oid: str) -> tuple[float, float]:
+    def velocity(self, oid: str) -> np.ndarray:
+        """(6,) linear then angular velocity of the body's base."""
         lin, ang = self.p.getBaseVelocity(self.bodies[oid], physicsClientId=self.cid)
-        return float(np.linalg.norm(lin)), float(np.linalg.norm(ang))
+        return np.concatenate([lin, ang])
+
+    def speed(self, oid: str) -> tuple[float, float]:
+        v = self.velocity(oid)
+        return float(np.linalg.norm(v[:3])), float(np.linalg.norm(v[3:]))
 
     def z_extent(self, oid: str) -> tuple[float, float]:
         pos, orn = self.pose(oid)

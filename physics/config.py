@@ -34,7 +34,7 @@ class ValidationConfig:
     contact_tolerance_m: float = 0.003  # a body this close (geometrically) below an object supports it
     rest_linear_speed: float = 0.01  # m/s; slower is at rest
     rest_angular_speed: float = 0.1  # rad/s; slower is at rest
-    # MuJoCo: the speeds "at the end" are the mean velocity over this last stretch. Its soft contacts
+    # the speeds "at the end" are the mean velocity over this last stretch (both simulators). MuJoCo's soft contacts
     # leave a resting body vibrating in place (the demo's duck: 0.18 rad/s at the last step, 0.03 deg
     # turned over the 2 s), which the last step's speed would call moving; a body that slides, rolls
     # or topples keeps its mean velocity.

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from hiscene_sim.scene import SceneError
 from physics.bullet import BulletWorld
 from physics.config import ValidationConfig
@@ -67,16 +69,23 @@ def observe_pybullet(manifest: ExportManifest, config: ValidationConfig) -> Obse
         last_moving: dict[str, float] = {oid: 0.0 for oid in fg}
         dt = config.timestep
         steps = config.steps
+        # the speeds "at the end": the mean velocity over the last rest_window_s, as for MuJoCo (a
+        # resting body rocking by a hundredth of a degree is at rest; one that slides keeps its mean)
+        window = min(steps, max(1, round(config.rest_window_s / dt)))
+        velocity_sum = {oid: np.zeros(6) for oid in fg}
         t0 = time.perf_counter()
         for i in range(steps):
             world.step()
             t = (i + 1) * dt
             for oid in fg:
-                lin, ang = world.speed(oid)
-                if lin > config.rest_linear_speed or ang > config.rest_angular_speed:
+                velocity = world.velocity(oid)
+                if np.linalg.norm(velocity[:3]) > config.rest_linear_speed or np.linalg.norm(velocity[3:]) > config.rest_angular_speed:
                     last_moving[oid] = t
+                if i >= steps - window:
+                    velocity_sum[oid] += velocity
         wall = time.perf_counter() - t0
-        speeds = {oid: world.speed(oid) for oid in fg}
+        speeds = {oid: (float(np.linalg.norm(velocity_sum[oid][:3] / window)), float(np.linalg.norm(velocity_sum[oid][3:] / window)))
+                  for oid in fg}
         rest, pairs_rest = world.states()
     moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
     settle = {oid: None if moving[oid] else last_moving[oid] for oid in fg}

@@ -174,7 +174,7 @@ def render_markdown(report: ValidationReport) -> str:
         f"- export: `{report.export_dir}`",
         f"- drop test: {cfg.seconds:g} s with gravity; PyBullet at {cfg.hz:g} Hz, MuJoCo at the MJCF's timestep",
         f"- stable: drift < {cfg.max_drift_m * 100:g} cm and rotation < {cfg.max_rotation_deg:g} deg from the "
-        f"exported pose, at rest at the end (< {cfg.rest_linear_speed:g} m/s, < {cfg.rest_angular_speed:g} rad/s; MuJoCo: mean velocity over the last {cfg.rest_window_s:g} s), "
+        f"exported pose, at rest at the end (< {cfg.rest_linear_speed:g} m/s, < {cfg.rest_angular_speed:g} rad/s; mean velocity over the last {cfg.rest_window_s:g} s), "
         "on the floor, on its support",
         f"- collision pair: overlap > {cfg.max_penetration_m * MM:g} mm at t=0; floating: nothing within "
         f"{cfg.contact_tolerance_m * MM:g} mm below at t=0",
