@@ -150,11 +150,10 @@ def split_colour_islands(pieces: np.ndarray, foreground: np.ndarray, prims, colo
     members = far & island[np.maximum(comp, 0)]
     out[members] = new_id[comp[members]]
     # clusters of the island's colour beside it (the object's other parts) join it
-    island_colour = comp_colour
     beside = island[c] & ~inside & foreground[y]
     pairs = np.unique(np.stack([c[beside], pieces[y[beside]]], axis=1), axis=0)
     if len(pairs):
-        alike = np.linalg.norm(median[pairs[:, 1]] - island_colour[pairs[:, 0]], axis=1) <= delta
+        alike = np.linalg.norm(median[pairs[:, 1]] - comp_colour[pairs[:, 0]], axis=1) <= delta
         pairs = pairs[alike]
         _, first = np.unique(pairs[:, 1], return_index=True)  # a cluster beside two islands joins one
         target = np.full(int(pieces.max()) + 1, -1, dtype=np.int64)

@@ -27,7 +27,7 @@ from physics.bullet import GAP_SEARCH_M
 from physics.config import DEPTH_EPSILON_M, ValidationConfig
 from physics.manifest import ExportManifest, z_extent
 from physics.results import Agreement, BodyState, ObjectAgreement, PenetratingPair, SimulatorResult
-from physics.verdict import Observation
+from physics.verdict import Observation, RestWatch
 
 
 class MujocoScene:
@@ -183,18 +183,12 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
     fg = [o.id for o in manifest.foreground]
     dt = scene.timestep
     steps = max(1, round(config.seconds / dt))
-    last_moving = np.zeros(len(fg))
-    window = min(steps, max(1, round(config.rest_window_s / dt)))
-    velocity_sum = np.zeros((len(fg), 6))
+    watch = RestWatch(fg, config, dt, steps)
     t0 = time.perf_counter()
     for i in range(steps):
         scene.step()
         if fg:
-            velocity = scene.velocities(fg)
-            lin, ang = _speeds(velocity)
-            last_moving[(lin > config.rest_linear_speed) | (ang > config.rest_angular_speed)] = (i + 1) * dt
-            if i >= steps - window:
-                velocity_sum += velocity
+            watch.add(i, scene.velocities(fg))
     wall = time.perf_counter() - t0
     bad = {w: int(scene.data.warning[getattr(scene.mj.mjtWarning, w)].number)
            for w in ("mjWARN_BADQACC", "mjWARN_BADQPOS", "mjWARN_BADQVEL")}
@@ -203,12 +197,8 @@ def observe_mujoco(manifest: ExportManifest, config: ValidationConfig) -> Observ
         diverged = "MuJoCo reported " + ", ".join(f"{w} x{n}" for w, n in bad.items() if n)
     elif not (np.all(np.isfinite(scene.data.qpos)) and np.all(np.isfinite(scene.data.qvel))):
         diverged = "non-finite MuJoCo state"
-    # the mean velocity over the last window: a vibration in place averages out, a motion does not
-    lin, ang = _speeds(velocity_sum / window)
-    speeds = {oid: (float(lin[k]), float(ang[k])) for k, oid in enumerate(fg)}
+    speeds, settle = watch.speeds_and_settle()
     rest, pairs_rest = scene.states(config)
-    moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
-    settle = {oid: None if moving[oid] else float(last_moving[k]) for k, oid in enumerate(fg)}
     return Observation("mujoco", dt, steps, wall, start, rest, speeds, settle, pairs_start, pairs_rest, diverged)
 
 

@@ -30,7 +30,7 @@ from hiscene_sim.scene import SceneError
 from physics.bullet import BulletWorld
 from physics.config import ValidationConfig
 from physics.manifest import ExportManifest
-from physics.verdict import Observation
+from physics.verdict import Observation, RestWatch
 
 
 def contact_offsets(world: BulletWorld) -> dict[str, float]:
@@ -66,28 +66,14 @@ def observe_pybullet(manifest: ExportManifest, config: ValidationConfig) -> Obse
             if dz > 0.0:
                 world.move(oid, (0.0, 0.0, dz))
         fg = [o.id for o in manifest.foreground]
-        last_moving: dict[str, float] = {oid: 0.0 for oid in fg}
-        dt = config.timestep
-        steps = config.steps
-        # the speeds "at the end": the mean velocity over the last rest_window_s, as for MuJoCo (a
-        # resting body rocking by a hundredth of a degree is at rest; one that slides keeps its mean)
-        window = min(steps, max(1, round(config.rest_window_s / dt)))
-        velocity_sum = {oid: np.zeros(6) for oid in fg}
+        watch = RestWatch(fg, config, config.timestep, config.steps)
         t0 = time.perf_counter()
-        for i in range(steps):
+        for i in range(config.steps):
             world.step()
-            t = (i + 1) * dt
-            for oid in fg:
-                velocity = world.velocity(oid)
-                if np.linalg.norm(velocity[:3]) > config.rest_linear_speed or np.linalg.norm(velocity[3:]) > config.rest_angular_speed:
-                    last_moving[oid] = t
-                if i >= steps - window:
-                    velocity_sum[oid] += velocity
+            if fg:
+                watch.add(i, np.stack([world.velocity(oid) for oid in fg]))
         wall = time.perf_counter() - t0
-        speeds = {oid: (float(np.linalg.norm(velocity_sum[oid][:3] / window)), float(np.linalg.norm(velocity_sum[oid][3:] / window)))
-                  for oid in fg}
         rest, pairs_rest = world.states()
-    moving = {oid: speeds[oid][0] > config.rest_linear_speed or speeds[oid][1] > config.rest_angular_speed for oid in fg}
-    settle = {oid: None if moving[oid] else last_moving[oid] for oid in fg}
-    return Observation("pybullet", dt, steps, wall, start, rest, speeds, settle, pairs_start, pairs_rest,
+    speeds, settle = watch.speeds_and_settle()
+    return Observation("pybullet", config.timestep, config.steps, wall, start, rest, speeds, settle, pairs_start, pairs_rest,
                        contact_offsets=offsets)

@@ -46,6 +46,38 @@ class Observation:
     #   stepping (PyBullet's hull padding, see physics.pybullet_check); drift is measured from there
 
 
+class RestWatch:
+    """What both drop tests record while stepping: when each body last moved faster than the rest
+    speeds, and its mean velocity over the last ``rest_window_s`` (the speeds "at the end": a
+    body vibrating in place on soft or padded contacts averages out, one that slides, rolls or
+    topples keeps its mean)."""
+
+    def __init__(self, ids: list[str], config: ValidationConfig, dt: float, steps: int):
+        self.ids, self.config, self.dt, self.steps = ids, config, dt, steps
+        self.window = min(steps, max(1, round(config.rest_window_s / dt)))
+        self.last_moving = np.zeros(len(ids))
+        self.velocity_sum = np.zeros((len(ids), 6))
+
+    def _moving(self, velocity: np.ndarray) -> np.ndarray:
+        return ((np.linalg.norm(velocity[:, :3], axis=1) > self.config.rest_linear_speed)
+                | (np.linalg.norm(velocity[:, 3:], axis=1) > self.config.rest_angular_speed))
+
+    def add(self, step: int, velocity: np.ndarray) -> None:
+        """The (n, 6) linear + angular velocities of ``ids`` after step ``step`` (0-based)."""
+        self.last_moving[self._moving(velocity)] = (step + 1) * self.dt
+        if step >= self.steps - self.window:
+            self.velocity_sum += velocity
+
+    def speeds_and_settle(self) -> tuple[dict[str, tuple[float, float]], dict[str, float | None]]:
+        """Per id: (linear, angular) mean speed over the window, and the time it came to rest for
+        good (None: still moving at the end)."""
+        mean = self.velocity_sum / self.window
+        moving = self._moving(mean)
+        speeds = {oid: (float(np.linalg.norm(mean[k, :3])), float(np.linalg.norm(mean[k, 3:]))) for k, oid in enumerate(self.ids)}
+        settle = {oid: None if moving[k] else float(self.last_moving[k]) for k, oid in enumerate(self.ids)}
+        return speeds, settle
+
+
 def _cm(m: float) -> str:
     return f"{m * 100:.2f} cm"
 
